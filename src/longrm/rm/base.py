@@ -1,0 +1,63 @@
+"""The one reward-model interface that eval, voting, serving and Best-of-N all go through."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from longrm.items import Messages
+
+
+@dataclass
+class Verdict:
+    """A reward model's judgment of responses shown in display slots 0..n-1 (A, B, C, ...).
+
+    `ranking` lists display slots best first and is None when the verdict could not be parsed.
+    `scores` holds one number per display slot, higher is better (a reward, a log-likelihood or a
+    verdict probability); it is None for verdicts that carry no confidence.
+    """
+
+    ranking: list[int] | None
+    scores: list[float] | None = None
+    text: str = ""
+    truncated: bool = False
+    error: str | None = None
+    prompt_tokens: int = 0
+
+    @property
+    def parsed(self) -> bool:
+        """Return True when the verdict yielded a ranking."""
+        return self.ranking is not None
+
+
+def ranking_from_scores(scores: Sequence[float]) -> list[int]:
+    """Return display slots sorted by score, best first (ties keep the display order)."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+class RewardModel(ABC):
+    """Scores a response, compares two, ranks N; every backend implements `rank` and `score`.
+
+    `prompt` is the task prompt as chat messages, context and question included; responses are
+    the candidate answers to it in display order.
+    """
+
+    name: str = "reward-model"
+    #: how many calls may run at once (1 for in-process models, more for remote servers)
+    max_concurrency: int = 1
+
+    @abstractmethod
+    def rank(self, prompt: Messages, responses: Sequence[str]) -> Verdict:
+        """Return a verdict over `responses` shown in this order."""
+
+    @abstractmethod
+    def score(self, prompt: Messages, response: str) -> float:
+        """Return a pointwise reward of one response (higher is better)."""
+
+    def compare(self, prompt: Messages, first: str, second: str) -> Verdict:
+        """Return a pairwise verdict: ranking [0, 1] means `first` is better."""
+        return self.rank(prompt, [first, second])
+
+    def close(self) -> None:
+        """Release resources (servers, thread pools); the default holds none."""
