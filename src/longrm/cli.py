@@ -269,7 +269,7 @@ def eval_command(
     finally:
         rm.close()
     md, png = write_report([out], out, names=[name] if name else None)
-    console.print(results_table_markdown({name or model: outcome.results}))
+    typer.echo(results_table_markdown({name or model: outcome.results}))
     console.print(
         f"records: {outcome.judged} judged now, {outcome.resumed} resumed; "
         f"truncated items: {outcome.results['truncated_items']}; "
@@ -294,7 +294,7 @@ def report_command(
         table = results_table_markdown({run_name(r): load_results(r) for r in runs})
     except (FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    console.print(table)
+    typer.echo(table)
     console.print(f"report: {md}\nplot: {png}")
 
 

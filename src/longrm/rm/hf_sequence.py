@@ -71,7 +71,13 @@ class ScalarRewardModel(SequenceScorer):
     """A sequence-classification reward model: the head's value at the last token."""
 
     def _score_ids(self, prompt_ids: list[int], response_ids: list[int]) -> float:
+        # transformers pools a classifier at the last token that is not the pad token; chat
+        # templates often end a turn with the pad (= eos) token. Dropping trailing pads gives the
+        # same pooled position and makes sure the tokens run past the cache include it.
+        pad = self.loaded.model.config.pad_token_id
         ids = prompt_ids + response_ids
+        while len(ids) > 1 and ids[-1] == pad:
+            ids.pop()
         return float(self.runner.forward(ids, len(ids) - 1)[-1, 0])
 
 

@@ -155,7 +155,11 @@ class OpenAIJudge(RewardModel):
         )
 
     def _rank_logprob(self, messages: Messages, n: int) -> Verdict:
-        """Ask for the verdict alone and read the first-place probability of every letter."""
+        """Ask for the verdict alone and read the first-place probability of every letter.
+
+        An unparsable reply is ranked by those probabilities; past first place that order is only
+        a guess (ties, e.g. letters absent from the top alternatives, keep display order).
+        """
         tags = letters(n)
         example = "[[A]]" if n == 2 else "[[" + ">".join(reversed(tags)) + "]]"
         instruction = self.VERDICT_ONLY.format(example=example)

@@ -57,9 +57,10 @@ class PrefixForward:
 
     @torch.inference_mode()
     def forward(self, ids: list[int], outputs_from: int) -> torch.Tensor:
-        """Return the model's outputs (logits or scores) for positions outputs_from..len(ids)-1.
+        """Return the model's outputs for positions outputs_from..len(ids)-1.
 
-        For a causal LM, row j holds the next-token logits after ids[outputs_from + j]; only those
+        A sequence classifier returns one row (its pooled head at the last position). For a
+        causal LM, row j holds the next-token logits after ids[outputs_from + j]; only those
         rows go through the LM head, which keeps an 8K-token call from materialising 8K x vocab.
         """
         if not 0 <= outputs_from < len(ids):
@@ -68,12 +69,15 @@ class PrefixForward:
         new = torch.tensor([ids[k:]], dtype=torch.long, device=self.model.device)
         keep = len(ids) - outputs_from
         kwargs: dict[str, Any] = {"input_ids": new, "use_cache": self.enabled, "cache": cache}
-        if _is_causal_lm(self.model):
+        causal = _is_causal_lm(self.model)
+        if causal:
             kwargs["logits_to_keep"] = keep
         out = self.model(**kwargs)
         self.tokens_computed += len(ids) - k
         self.tokens_reused += k
         self._remember(ids, cache)
+        if not causal:  # a classifier pools the last position: one row of num_labels values
+            return out.logits[0].float().reshape(1, -1)
         return out.logits[0, -keep:].float()
 
     @torch.inference_mode()
