@@ -219,8 +219,10 @@ class LoadResult:
     skipped: list[ItemError] = field(default_factory=list)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; raise ItemError on bad JSON."""
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | ItemError]]:
+    """Yield (line number, object) per non-blank line; a bad line yields an ItemError instead,
+    so that a caller can skip it and read on.
+    """
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
@@ -228,9 +230,12 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ItemError(path, line_no, "<json>", f"malformed JSON: {err.msg}") from None
+                yield line_no, ItemError(path, line_no, "<json>", f"malformed JSON: {err.msg}")
+                continue
             if not isinstance(obj, dict):
-                raise ItemError(path, line_no, "<row>", f"expected an object, got {type(obj).__name__}")
+                kind = type(obj).__name__
+                yield line_no, ItemError(path, line_no, "<row>", f"expected an object, got {kind}")
+                continue
             yield line_no, obj
 
 
@@ -240,11 +245,11 @@ def _is_saved_dataset(path: Path) -> bool:
     )
 
 
-def iter_rows(path: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+def iter_rows(path: str | Path) -> Iterator[tuple[str, int, dict[str, Any] | ItemError]]:
     """Yield (file, line, row) from a JSONL file, a folder of JSONL files or a save_to_disk folder.
 
-    Malformed JSON is yielded as an ItemError instance in place of the row so that callers can
-    decide to skip it.
+    A line that is not a JSON object is yielded as an ItemError in place of the row, so that
+    callers decide whether to stop or skip it.
     """
     p = Path(path)
     if not p.exists():
@@ -263,11 +268,8 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
     if not files:
         raise FileNotFoundError(f"{p}: no *.jsonl files in this folder")
     for f in files:
-        try:
-            for line_no, obj in iter_jsonl(f):
-                yield str(f), line_no, obj
-        except ItemError as err:
-            yield str(f), err.line, {"__error__": err}
+        for line_no, obj in iter_jsonl(f):
+            yield str(f), line_no, obj
 
 
 def load_items(
@@ -278,8 +280,8 @@ def load_items(
     seen: dict[str, tuple[str, int]] = {}
     for where, line, row in iter_rows(path):
         try:
-            if "__error__" in row:
-                raise row["__error__"]
+            if isinstance(row, ItemError):
+                raise row
             item = item_from_row(row, where, line)
             if item.key in seen:
                 f0, l0 = seen[item.key]
@@ -367,8 +369,8 @@ def load_release_rows(
     rows: list[RowT] = []
     for where, line, row in iter_rows(path):
         try:
-            if "__error__" in row:
-                raise row["__error__"]
+            if isinstance(row, ItemError):
+                raise row
             rows.append(_validate(model, row, where, line))
         except ItemError as err:
             if skipped is None:

@@ -25,6 +25,9 @@ TEXT_SUFFIXES = (".txt", ".md")
 # token budget with whole paragraphs (a 512-token bucket leaves a window of ~75 tokens).
 MAX_PARAGRAPH_CHARS = 600
 MIN_PARAGRAPH_CHARS = 40
+MIN_PARAGRAPH_WORDS = 6
+# Share of letters and spaces below which a paragraph counts as code or a table, not prose.
+MIN_LETTER_SHARE = 0.8
 DEFAULT_MAX_CHARS = 20_000_000
 
 # Standard-library modules whose docstrings serve as filler: pure, importable everywhere, and
@@ -174,7 +177,7 @@ class Haystack:
 def split_paragraphs(text: str, max_chars: int = MAX_PARAGRAPH_CHARS) -> list[str]:
     """Split text on blank lines into whitespace-normalised paragraphs of prose.
 
-    Very short pieces and mostly non-letter pieces (tables, code) are dropped; long ones are cut
+    Short pieces and mostly non-letter pieces (tables, code) are dropped; long ones are cut
     at sentence ends into pieces of at most about `max_chars`.
     """
     out: list[str] = []
@@ -183,7 +186,7 @@ def split_paragraphs(text: str, max_chars: int = MAX_PARAGRAPH_CHARS) -> list[st
         if len(para) < MIN_PARAGRAPH_CHARS:
             continue
         letters = sum(c.isalpha() or c.isspace() for c in para)
-        if letters < 0.75 * len(para):
+        if letters < MIN_LETTER_SHARE * len(para) or len(para.split()) < MIN_PARAGRAPH_WORDS:
             continue
         out.extend(_cut(para, max_chars))
     return out

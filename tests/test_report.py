@@ -1,0 +1,141 @@
+"""Report tests: two fake runs in, a markdown table and a PNG out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from longrm.evaluate.metrics import compute_results
+from longrm.evaluate.predictions import Prediction
+from longrm.evaluate.report import results_table_markdown, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def rec(
+    key: str, tasktype: str, order: list[int], ranking: list[int] | None, **kw: object
+) -> Prediction:
+    fields: dict[str, object] = {
+        "key": key,
+        "task": "LongQA",
+        "tasktype": tasktype,
+        "n": len(order),
+        "order_index": 0,
+        "order": order,
+        "ranking": ranking,
+    }
+    fields.update(kw)
+    return Prediction.model_validate(fields)
+
+
+def run_a() -> list[Prediction]:
+    """Pairwise 4k: 1 of 2 right; 128k: 2 of 2 right; BoN-3 rank match 1/3; BoN-2 right."""
+    return [
+        rec("p1", "PairWise", [0, 1], [0, 1], length_bucket="4k"),
+        rec("p2", "PairWise", [0, 1], None, length_bucket="4k"),
+        rec("p3", "PairWise", [1, 0], [1, 0], length_bucket="128k"),
+        rec("p4", "PairWise", [0, 1], [0, 1], length_bucket="128k", task="Safety"),
+        rec("b3", "BestOfN", [0, 1, 2], [0, 2, 1], length_bucket="8k", task="Summ"),
+        rec("b2", "BestOfN", [1, 0], [1, 0], length_bucket="8k", task="Summ"),
+    ]
+
+
+def run_b() -> list[Prediction]:
+    """Pairwise only, 4k: 0 of 1 right, 16k: 1 of 1 right."""
+    return [
+        rec("p1", "PairWise", [0, 1], [1, 0], length_bucket="4k"),
+        rec("p5", "PairWise", [0, 1], [0, 1], length_bucket="16k"),
+    ]
+
+
+def make_run(root: Path, dirname: str, preds: list[Prediction], meta: dict | None) -> Path:
+    run_dir = root / dirname
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps(compute_results(preds)))
+    if meta is not None:
+        (run_dir / "run.json").write_text(json.dumps(meta))
+    return run_dir
+
+
+def row(markdown: str, name: str) -> list[str]:
+    """Return the cells of the first table row that starts with `name`."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == name:
+            return cells
+    raise AssertionError(f"no row for {name}")
+
+
+def test_write_report_tables_and_png(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "run-a", run_a(), {"name": "Model A", "model": "ignored"})
+    b = make_run(tmp_path, "run-b", run_b(), None)
+    md_path, png_path = write_report([a, b], tmp_path / "report")
+
+    assert md_path == tmp_path / "report" / "results.md"
+    assert png_path.read_bytes()[:8] == PNG_MAGIC
+    md = md_path.read_text()
+
+    header = row(md, "Model")
+    # tasks in the official order, then Rank2..4, then buckets by size, then Avg
+    assert header == [
+        "Model", "LongQA", "Summ", "Safety", "Rank2", "Rank3", "Rank4", "4k", "16k", "128k", "Avg",
+    ]  # fmt: skip
+    # Model A items: p1 1, p2 0, p3 1, p4 1, b3 1/3, b2 1
+    #   LongQA (p1, p2, p3) 2/3 -> 66.7; Summ (b3, b2) (1/3 + 1)/2 -> 66.7; Safety 100.0
+    #   Rank2 100.0, Rank3 33.3, Rank4 none; 4k 1/2, 16k none, 128k 2/2
+    #   Avg (1 + 0 + 1 + 1 + 1/3 + 1) / 6 = 13/18 -> 72.2
+    assert row(md, "Model A") == [
+        "Model A", "66.7", "66.7", "100.0", "100.0", "33.3", "–", "50.0", "–", "100.0", "72.2",
+    ]  # fmt: skip
+    # run-b has no run.json -> named after its dir; pairwise only
+    assert row(md, "run-b") == [
+        "run-b", "50.0", "–", "–", "–", "–", "–", "0.0", "100.0", "–", "50.0",
+    ]  # fmt: skip
+
+    # second table: pairwise acc, BoN exact, BoN top-1, parse failures, consistency, AUC,
+    # truncated, items. Model A: pairwise 3/4; exact (0 + 1)/2; top-1 1; 1 of 6 unparsed
+    second = md.split("Pairwise acc")[1]
+    assert row(second, "Model A") == [
+        "Model A", "75.0", "50.0", "100.0", "16.7", "–", "–", "0", "6",
+    ]  # fmt: skip
+    assert row(second, "run-b") == ["run-b", "50.0", "–", "–", "0.0", "–", "–", "0", "2"]
+    assert "pairwise_by_length.png" in md
+
+
+def test_names_override_and_duplicates_are_kept(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", run_a(), {"model": "some/model"})
+    b = make_run(tmp_path, "b", run_b(), None)
+    md_path, _ = write_report([a, b], tmp_path / "out", names=["Same", "Same"])
+    md = md_path.read_text()
+    assert row(md, "Same")[-1] == "72.2"
+    assert row(md, "Same (2)")[-1] == "50.0"
+    with pytest.raises(ValueError):
+        write_report([a, b], tmp_path / "out", names=["only one"])
+
+
+def test_model_key_names_the_run(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", run_a(), {"model": "org/judge"})
+    md_path, _ = write_report([a], tmp_path / "out")
+    assert row(md_path.read_text(), "org/judge")[-1] == "72.2"
+
+
+def test_table_marks_missing_values_and_escapes_pipes() -> None:
+    md = results_table_markdown({"a|b": {"overall": None, "n_items": 0}})
+    lines = md.splitlines()
+    # the escaped pipe keeps the name in one cell; no tasks/buckets -> Model, Rank2..4, Avg
+    assert "| a\\|b | – | – | – | – |" in lines
+    assert "| a\\|b | – | – | – | – | – | – | – | 0 |" in lines
+
+
+def test_plot_without_pairwise_items_is_still_written(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "bon-only", [rec("b2", "BestOfN", [1, 0], [1, 0])], None)
+    _, png = write_report([run], tmp_path / "out")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_missing_results_json_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        write_report([tmp_path / "empty"], tmp_path / "out")
