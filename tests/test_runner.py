@@ -49,7 +49,9 @@ class FirstIsBest(RewardModel):
         self.calls += 1
         if self.fail_on and any(self.fail_on in r for r in responses):
             raise RuntimeError("boom")
-        return Verdict(ranking=list(range(len(responses))), scores=[1.0] + [0.0] * (len(responses) - 1))
+        return Verdict(
+            ranking=list(range(len(responses))), scores=[1.0] + [0.0] * (len(responses) - 1)
+        )
 
     def score(self, prompt: Messages, response: str) -> float:
         return 0.0
@@ -104,7 +106,9 @@ def test_torn_last_line_is_redone(tmp_path: Path) -> None:
 def test_other_settings_are_refused(tmp_path: Path) -> None:
     evaluate(FirstIsBest(), _items(), tmp_path, EvalSettings(model="stub", kind="judge"))
     with pytest.raises(RunMismatchError, match="orders: 2 -> 1"):
-        evaluate(FirstIsBest(), _items(), tmp_path, EvalSettings(model="stub", kind="judge", orders=1))
+        evaluate(
+            FirstIsBest(), _items(), tmp_path, EvalSettings(model="stub", kind="judge", orders=1)
+        )
     renamed = EvalSettings(model="stub", kind="judge", name="a new name")
     assert evaluate(FirstIsBest(), _items(), tmp_path, renamed).judged == 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,7 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Build and check Long-RewardBench-style item sets.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Build and check Long-RewardBench-style item sets.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
@@ -73,9 +75,7 @@ def bench_build(
         str, typer.Option(help="Context length buckets in tokens of --model's tokenizer.")
     ] = "512,1k,2k,4k",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task families.")] = None,
-    per_cell: Annotated[
-        int, typer.Option(help="Items per (family, length, format) cell.")
-    ] = 1,
+    per_cell: Annotated[int, typer.Option(help="Items per (family, length, format) cell.")] = 1,
     formats: Annotated[
         str, typer.Option(help="Item formats: pairwise, bon2, bon3, bon4.")
     ] = "pairwise,bon2,bon3,bon4",
@@ -121,12 +121,11 @@ def bench_build(
 
 
 def _print_summary(loaded: LoadResult) -> None:
-    kinds = Counter(
-        "pairwise" if i.is_pairwise else f"best-of-{i.n}" for i in loaded.items
-    )
+    kinds = Counter("pairwise" if i.is_pairwise else f"best-of-{i.n}" for i in loaded.items)
     console.print("formats: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     console.print(
-        "tasks:   " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(i.task for i in loaded.items).items()))
+        "tasks:   "
+        + ", ".join(f"{k} {v}" for k, v in sorted(Counter(i.task for i in loaded.items).items()))
     )
     console.print(
         "lengths: "
@@ -136,8 +135,12 @@ def _print_summary(loaded: LoadResult) -> None:
 
 @bench_app.command("check")
 def bench_check(
-    path: Annotated[Path, typer.Argument(help="A JSONL file, a folder of them, or a save_to_disk folder.")],
-    skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted) instead of stopping.")] = False,
+    path: Annotated[
+        Path, typer.Argument(help="A JSONL file, a folder of them, or a save_to_disk folder.")
+    ],
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip bad rows (counted) instead of stopping.")
+    ] = False,
 ) -> None:
     """Validate a benchmark and print what it holds."""
     loaded = _load(path, skip_invalid)
@@ -156,21 +159,30 @@ def _prompts_hash(path: Path | None) -> str:
 
 @app.command("eval")
 def eval_command(
-    bench: Annotated[Path, typer.Option(help="Benchmark: folder of <task>.jsonl, a JSONL file, or save_to_disk folder.")],
+    bench: Annotated[
+        Path,
+        typer.Option(
+            help="Benchmark: folder of <task>.jsonl, a JSONL file, or save_to_disk folder."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Run folder: predictions.jsonl, results.json, report.")],
     model: ModelOpt = "default",
     kind: Annotated[
         str | None,
         typer.Option(help="scalar | likelihood | judge | openai (default: from the model)."),
     ] = None,
-    verdict: Annotated[str, typer.Option(help="judge/openai verdicts: generate | logprob.")] = "generate",
+    verdict: Annotated[
+        str, typer.Option(help="judge/openai verdicts: generate | logprob.")
+    ] = "generate",
     orders: Annotated[
         int, typer.Option(help="Display orders per item (2: a pair in both orders).")
     ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the display orders.")] = 42,
     limit: Annotated[int | None, typer.Option(help="Judge only the first N items.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks to keep.")] = None,
-    lengths: Annotated[str | None, typer.Option(help="Comma-separated length buckets to keep.")] = None,
+    lengths: Annotated[
+        str | None, typer.Option(help="Comma-separated length buckets to keep.")
+    ] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted).")] = False,
     prefix_cache: Annotated[
         bool, typer.Option(help="Encode the shared prompt once per item (off: the baseline).")
@@ -247,7 +259,7 @@ def eval_command(
         TimeRemainingColumn(),
         console=err_console,
     )
-    bar: dict[str, int] = {}
+    bar: dict[str, TaskID] = {}
     started = time.perf_counter()
     new_records = [0]
 
@@ -277,7 +289,23 @@ def eval_command(
     )
     console.print(f"predictions: {out / 'predictions.jsonl'}\nresults: {out / 'results.json'}")
     console.print(f"report: {md}\nplot: {png}")
-    console.print("reproduce: longrm " + shlex.join(sys.argv[1:]))
+    flags = {
+        "--model": model,
+        "--bench": str(bench),
+        "--out": str(out),
+        "--kind": resolved_kind,
+        "--verdict": verdict if judge_like else None,
+        "--orders": str(orders),
+        "--seed": str(seed),
+        "--max-new-tokens": str(max_new_tokens) if resolved_kind == "judge" else None,
+        "--limit": str(limit) if limit is not None else None,
+        "--tasks": tasks,
+        "--lengths": lengths,
+        "--max-length": str(max_length) if max_length else None,
+        "--prompts": str(prompts) if prompts else None,
+    }
+    argv = [part for k, v in flags.items() if v is not None for part in (k, v)]
+    typer.echo("reproduce: longrm eval " + shlex.join(argv))
 
 
 @app.command("report")
@@ -298,9 +326,96 @@ def report_command(
     console.print(f"report: {md}\nplot: {png}")
 
 
+DEMO_RUNS = (
+    ("likelihood", "likelihood", "generate"),
+    ("judge-logprob", "judge", "logprob"),
+    ("judge-generate", "judge", "generate"),
+)
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[
+        Path, typer.Option(help="Folder for the suite, the runs and the report.")
+    ] = Path("demo-out"),
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Tokens the generating judge may write.")
+    ] = 48,
+) -> None:
+    """Build a small by-construction suite (512 to 4K tokens) and judge it with the default model
+    as likelihood RM and as judge in both verdict modes; print the table and the report paths.
+    """
+    from transformers import AutoTokenizer
+
+    from longrm.bench.construct import FAMILIES, build_suite
+    from longrm.evaluate.report import load_results, results_table_markdown, write_report
+    from longrm.items import write_items
+    from longrm.models import resolve_model_path
+
+    lengths = "512,1k,2k,4k"
+    console.rule("longrm demo: the default model on a length-graded, by-construction suite")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    grid = build_suite(tokenizer, lengths=lengths, items_per_cell=1, seed=0)
+    # Sized for about three minutes on two cores: every length holds pairs from two of the four
+    # families (alternating), and Best-of-2/3/4 appear once each at 1K.
+    buckets = lengths.split(",")
+    items = [
+        i
+        for i in grid
+        if (i.is_pairwise and (FAMILIES.index(i.task) + buckets.index(i.length_bucket)) % 2 == 0)
+        or (not i.is_pairwise and i.length_bucket == "1k" and FAMILIES.index(i.task) == i.n - 1)
+    ]
+    bench = out / "bench"
+    write_items(items, bench)
+    console.print(f"suite: {len(items)} items in {bench}")
+    run_dirs = []
+    for run_name_, kind, verdict in DEMO_RUNS:
+        console.rule(f"{run_name_}: --kind {kind} --verdict {verdict}")
+        run_dir = out / run_name_
+        eval_command(
+            bench=bench,
+            out=run_dir,
+            model="default",
+            kind=kind,
+            verdict=verdict,
+            orders=2,
+            seed=42,
+            limit=None,
+            tasks=None,
+            lengths=None,
+            skip_invalid=False,
+            prefix_cache=True,
+            prompts=None,
+            max_new_tokens=max_new_tokens,
+            max_length=None,
+            dtype="auto",
+            attn=None,
+            concurrency=1,
+            timeout=600.0,
+            retries=0,
+            name=f"SmolLM2-135M {run_name_}",
+        )
+        run_dirs.append(run_dir)
+    console.rule("all three runs side by side")
+    md, png = write_report(run_dirs, out / "report")
+    from longrm.evaluate.report import run_name
+
+    typer.echo(results_table_markdown({run_name(d): load_results(d) for d in run_dirs}))
+    console.print(f"report: {md}\nplot: {png}")
+    typer.echo(
+        "full-size version (about an hour here; minutes on a GPU):\n"
+        f"  longrm bench build --out {out}/bench-full --lengths 512,1k,2k,4k,8k --per-cell 3\n"
+        f"  longrm eval --bench {out}/bench-full --out {out}/full-likelihood --kind likelihood\n"
+        f"  longrm eval --bench {out}/bench-full --out {out}/full-judge --verdict logprob\n"
+        f"  longrm report {out}/full-likelihood {out}/full-judge --out {out}/full-report"
+    )
+
+
 @app.command("model-path")
 def model_path(
-    gguf: Annotated[bool, typer.Option(help="Print the GGUF file (for llama.cpp servers).")] = False,
+    gguf: Annotated[
+        bool, typer.Option(help="Print the GGUF file (for llama.cpp servers).")
+    ] = False,
 ) -> None:
     """Print where the default model lives (converted once into $LONGRM_HOME)."""
     from longrm.models import default_model_dir, default_model_gguf

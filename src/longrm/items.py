@@ -137,7 +137,10 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
         models = list(parsed.candidates_model or [""] * len(candidates))
         if len(models) != len(candidates):
             raise ItemError(
-                path, line, "candidates_model", f"{len(models)} names for {len(candidates)} candidates"
+                path,
+                line,
+                "candidates_model",
+                f"{len(models)} names for {len(candidates)} candidates",
             )
         scores = list(parsed.candidates_score) if parsed.candidates_score else None
         if scores is not None:

@@ -61,7 +61,7 @@ def default_model_dir() -> Path:
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(quantized.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling and rename, so concurrent or killed runs never see half a model.
+    # Write into a temporary sibling, then rename: concurrent or killed runs never see half a model.
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
         plain.save_pretrained(tmp)

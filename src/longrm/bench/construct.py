@@ -840,7 +840,8 @@ def build_suite(
 ) -> list[Item]:
     """Return a by-construction suite: items_per_cell items per (length, family, format).
 
-    `tokenizer` is the evaluated model's: it sizes each prompt to 80-95% of its bucket.
+    `tokenizer` is the evaluated model's: it sizes each prompt to 80-95% of its bucket, and an
+    item's `length` is the token count of its prompt text (no chat template, no special tokens).
     Depths, hop counts, tier pairings and wrong/partial kinds cycle per family so that they
     spread evenly; the rest is drawn from RNGs seeded per item, so the same arguments give the
     same items. `haystack` defaults to the documentation that ships with Python.
@@ -924,11 +925,9 @@ def _item(
     wrong_name = f"wrong-{choice.wrong_kind}"
     names = [wrong_name if t == "wrong" else t for t in tiers]
     pairwise = fmt == "pairwise"
-    extra = dict(plan.extra)
-    if "wrong" not in tiers:
-        extra.pop("wrong_kind", None)
-    if "partial" not in tiers:
-        extra.pop("partial_kind", None)
+    # Keep what describes the candidates on offer: "wrong_*" and "partial_*" only with them.
+    dropped = [f"{t}_" for t in ("wrong", "partial") if t not in tiers]
+    extra = {k: v for k, v in plan.extra.items() if not any(k.startswith(d) for d in dropped)}
     return Item(
         id=item_id,
         task=choice.family,

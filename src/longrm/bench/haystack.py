@@ -13,6 +13,7 @@ import inspect
 import platform
 import random
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -293,8 +294,10 @@ def python_docs_paragraphs(max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, ...
     Cached: building it imports ~80 modules and takes a fraction of a second.
     """
     texts: list[str] = _topics_texts()
-    for name in _STDLIB_MODULES:
-        texts.extend(_module_docs(name))
+    with warnings.catch_warnings():  # deprecated names (typing.io, ...) warn when touched
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in _STDLIB_MODULES:
+            texts.extend(_module_docs(name))
     return _dedup((p for t in texts for p in split_paragraphs(t)), max_chars)
 
 

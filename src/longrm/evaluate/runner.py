@@ -89,9 +89,7 @@ def _check_settings(out: Path, settings: EvalSettings) -> None:
     if run_file.exists():
         found = json.loads(run_file.read_text(encoding="utf-8"))
         diff = {
-            k: (found.get(k), v)
-            for k, v in wanted.items()
-            if found.get(k) != v and k != "name"
+            k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v and k != "name"
         }
         if diff and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
             changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

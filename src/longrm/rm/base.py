@@ -59,5 +59,5 @@ class RewardModel(ABC):
         """Return a pairwise verdict: ranking [0, 1] means `first` is better."""
         return self.rank(prompt, [first, second])
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (servers, thread pools); the default holds none."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import (
@@ -69,10 +70,11 @@ def load_hf(
     torch_dtype = parse_dtype(dtype)
     if torch_dtype == "auto" and pick_device().type == "cpu":
         torch_dtype = torch.float32  # bf16 matmuls are slow on most CPUs
-    kwargs = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = cls.from_pretrained(path, **kwargs).to(pick_device()).eval()
+    model = cls.from_pretrained(path, **kwargs)
+    model = model.to(pick_device()).eval()  # type: ignore[arg-type]
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
     window = max_length or int(getattr(model.config, "max_position_embeddings", 0) or 0) or 4096
@@ -104,7 +106,7 @@ def cut_middle(tokenizer: PreTrainedTokenizerBase, text: str, remove: int) -> st
         raise PromptTooLongError(f"cannot cut {remove} tokens from a {len(ids)}-token text")
     keep = len(ids) - remove
     head, tail = ids[: keep // 2], ids[len(ids) - (keep - keep // 2) :]
-    return tokenizer.decode(head) + TRUNCATION_MARKER + tokenizer.decode(tail)
+    return str(tokenizer.decode(head)) + TRUNCATION_MARKER + str(tokenizer.decode(tail))
 
 
 def fit_prompt(

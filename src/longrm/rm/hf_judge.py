@@ -82,9 +82,7 @@ class JudgeRewardModel(HFBackend, RewardModel):
     def rank(self, prompt: Messages, responses: Sequence[str]) -> Verdict:
         """Return the judge's verdict over responses in this display order."""
         n = len(responses)
-        ids, truncated = self._fit(
-            prompt, lambda p: self.prompts.judge_messages(p, responses)
-        )
+        ids, truncated = self._fit(prompt, lambda p: self.prompts.judge_messages(p, responses))
         if self.verdict == "generate":
             text = self._generate(ids)
             return Verdict(

@@ -31,7 +31,7 @@ def letters(n: int) -> list[str]:
 
 
 def fill(template: str, **values: str) -> str:
-    """Return `template` with known {placeholders} replaced in one pass (braces in text are safe)."""
+    """Return `template` with known {placeholders} replaced in one pass (text braces stay)."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 

@@ -1,4 +1,4 @@
-"""Verdict strings in the authors' formats: [[A]], [[A>B>C]], [Score: n]; parsing and enumeration."""
+"""Verdicts in the authors' formats ([[A]], [[A>B>C]], [Score: n]): parsing and enumeration."""
 
 from __future__ import annotations
 
