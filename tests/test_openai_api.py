@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import uvicorn
+from conftest import free_port
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -37,13 +33,6 @@ PROMPT = [
     }
 ]
 GOOD, BAD, OFF = "It was finished in 1889.", "It was finished in 1925.", "It is made of iron."
-
-
-def free_port() -> int:
-    """Return a loopback port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- parse_openai_spec --------------------------------------------------------------------------
@@ -306,59 +295,6 @@ def test_score_parses_or_is_nan(scripted: Scripted) -> None:
 
 
 # --- a real llama.cpp server with the default model ---------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """Start `python -m llama_cpp.server` on the default model; yield its base URL."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama_cpp is not installed (pip install 'longrm[server-test]')")
-    from longrm.models import default_model_gguf
-
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(default_model_gguf()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-        "--logits_all",  # logprobs need the logits of every position
-        "True",
-        "--seed",
-        "0",
-    ]
-    base_url = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace")[-3000:]
-                    pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{tail}")
-                try:
-                    if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not answer /v1/models within 60 s")
-                time.sleep(0.2)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture()

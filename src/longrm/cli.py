@@ -33,8 +33,8 @@ bench_app = typer.Typer(
     help="Build and check Long-RewardBench-style item sets.", no_args_is_help=True
 )
 app.add_typer(bench_app, name="bench")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and commands stay copyable: never wrapped
+err_console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[
     str,
@@ -98,9 +98,12 @@ def bench_build(
 
     try:
         buckets = parse_lengths(lengths)
+    except ValueError as err:
+        raise _fail(f"--lengths: {err}") from None
+    try:
         source = load_haystack(haystack)
     except (ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from None
+        raise _fail(f"--haystack: {err}") from None
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
     start = time.perf_counter()
     items = build_suite(
