@@ -271,7 +271,7 @@ def test_results_are_json_and_empty_input_gives_none() -> None:
     assert set(results) == {
         "overall", "macro", "n_items", "n_records", "truncated_items", "errors",
         "parse_failure_rate", "position_consistency", "position_bias_failures", "auc",
-        "by_task", "by_length", "pairwise", "bon",
+        "by_task", "by_length", "robustness", "pairwise", "bon",
     }  # fmt: skip
     assert set(results["pairwise"]) == {
         "accuracy", "auc", "n_items", "by_task", "by_subtask", "by_length", "by_subtype",
@@ -297,3 +297,26 @@ def test_item_unparsed_in_every_order_is_inconsistent() -> None:
     ]
     assert position_consistency(preds) == 0.5
     assert position_bias_failures(preds) == 0
+
+
+def test_robustness_breakdown_by_length() -> None:
+    from longrm.evaluate.metrics import compute_results
+    from longrm.evaluate.predictions import Prediction
+
+    def rec(key: str, bucket: str, index: int, order: list[int], ranking: list[int] | None):
+        return Prediction(
+            key=key, task="t", tasktype="PairWise", length_bucket=bucket, n=2,
+            order_index=index, order=order, ranking=ranking,
+        )  # fmt: skip
+
+    preds = [
+        rec("a", "4k", 0, [0, 1], [0, 1]),  # consistent, correct in both orders
+        rec("a", "4k", 1, [1, 0], [1, 0]),
+        rec("b", "16k", 0, [0, 1], None),  # one parse failure out of two records at 16k
+        rec("b", "16k", 1, [1, 0], [1, 0]),
+    ]
+    rob = compute_results(preds)["robustness"]["by_length"]
+    assert list(rob) == ["4k", "16k"]
+    assert rob["4k"]["parse_failure_rate"] == 0.0 and rob["4k"]["position_consistency"] == 1.0
+    assert rob["16k"]["parse_failure_rate"] == 0.5 and rob["16k"]["position_consistency"] == 0.0
+    assert rob["16k"]["n_records"] == 2 and rob["4k"]["auc"] is None

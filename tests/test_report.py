@@ -139,3 +139,14 @@ def test_missing_results_json_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="results.json"):
         write_report([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_robustness_table_by_length(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "run-a", run_a(), {"name": "Model A"})
+    md = write_report([a], tmp_path / "report")[0].read_text()
+    third = md.split("parse fail 4k")[1]
+    # Model A: 4k has p1 parsed and p2 unparsed -> 50% failures; 8k and 128k none.
+    # Every item was judged in one order only, so consistency is undefined (–).
+    assert row("| Model" + third, "Model A") == [
+        "Model A", "50.0", "0.0", "0.0", "–", "–", "–",
+    ]  # fmt: skip

@@ -125,10 +125,20 @@ def breakdown(
     sort_key: Callable[[str], Any] | None = None,
 ) -> dict[str, float | None]:
     """Return the mean item score per value of `field` (read from each item's first record)."""
+    groups = group_by_field(predictions, field, sort_key)
+    return {name: item_average(recs, metric) for name, recs in groups.items()}
+
+
+def group_by_field(
+    predictions: Iterable[Prediction],
+    field: ItemField,
+    sort_key: Callable[[str], Any] | None = None,
+) -> dict[str, list[Prediction]]:
+    """Return the records grouped by `field` of each item's first record, groups sorted."""
     groups: dict[str, list[Prediction]] = defaultdict(list)
     for recs in group_by_item(predictions).values():
         groups[field(recs[0])].extend(recs)
-    return {name: item_average(groups[name], metric) for name in sorted(groups, key=sort_key)}
+    return {name: groups[name] for name in sorted(groups, key=sort_key)}
 
 
 def bucket_tokens(bucket: str) -> float:
@@ -253,6 +263,20 @@ def auc(predictions: Iterable[Prediction]) -> float | None:
     return mann_whitney_auc([m for m, y in pairs if y], [m for m, y in pairs if not y])
 
 
+def robustness(predictions: Sequence[Prediction]) -> dict[str, Any]:
+    """Return parse-failure rate, position consistency and AUC of a group of records.
+
+    Broken down by length, these show where a judge stops following its format or starts
+    following positions: the paper's first failure mode.
+    """
+    return {
+        "parse_failure_rate": parse_failure_rate(predictions),
+        "position_consistency": position_consistency(predictions),
+        "auc": auc(predictions),
+        "n_records": len(predictions),
+    }
+
+
 # --- all together -------------------------------------------------------------------------------
 
 
@@ -302,6 +326,12 @@ def compute_results(
         "auc": auc(preds),
         "by_task": breakdown(preds, task),
         "by_length": breakdown(preds, length, sort_key=bucket_sort_key),
+        "robustness": {
+            "by_length": {
+                k: robustness(v) for k, v in group_by_field(preds, length, bucket_sort_key).items()
+            },
+            "by_task": {k: robustness(v) for k, v in group_by_field(preds, task).items()},
+        },
         "pairwise": {
             "accuracy": item_average(pairwise, pairwise_correct),
             "auc": auc(pairwise),

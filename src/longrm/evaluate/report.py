@@ -128,17 +128,32 @@ def results_table_markdown(results_by_run: dict[str, dict[str, Any]]) -> str:
         ],
         detail_rows,
     )
-    return "\n\n".join(
-        [
-            main,
-            "Task columns: mean item score (pairwise accuracy, or Best-of-N rank match). RankN: "
-            "Best-of-N rank-match ratio with N candidates. Length columns: pairwise accuracy by "
-            "context bucket. Avg: mean over all items. Values in %.",
-            detail,
-            "Values in % except the counts. A parse failure scores 0 and stays in every "
-            f"denominator; {MISSING} means no items of that kind (or no scores, for AUC).",
+    parts = [
+        main,
+        "Task columns: mean item score (pairwise accuracy, or Best-of-N rank match). RankN: "
+        "Best-of-N rank-match ratio with N candidates. Length columns: pairwise accuracy by "
+        "context bucket. Avg: mean over all items. Values in %.",
+        detail,
+        "Values in % except the counts. A parse failure scores 0 and stays in every "
+        f"denominator; {MISSING} means no items of that kind (or no scores, for AUC).",
+    ]
+    robust = [(name, r.get("robustness", {}).get("by_length")) for name, r in runs]
+    robust_buckets = _union((m for _, m in robust), bucket_sort_key)
+    if robust_buckets:
+        rows = [
+            [_cell(name)]
+            + [_pct((m or {}).get(b, {}).get("parse_failure_rate")) for b in robust_buckets]
+            + [_pct((m or {}).get(b, {}).get("position_consistency")) for b in robust_buckets]
+            for name, m in robust
         ]
-    )
+        header = ["Model"]
+        header += [f"parse fail {b}" for b in robust_buckets]
+        header += [f"consistent {b}" for b in robust_buckets]
+        parts += [
+            _table(header, rows),
+            "Parse-failure rate and position consistency by context bucket (all items), in %.",
+        ]
+    return "\n\n".join(parts)
 
 
 def plot_pairwise_by_length(results_by_run: dict[str, dict[str, Any]], path: Path) -> Path:
