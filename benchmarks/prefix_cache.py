@@ -117,17 +117,24 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
-    header = (
-        "| mode | context | prompt tokens | cached s/item | baseline s/item | speedup "
-        "| peak memory cached/baseline (MB) |"
-    )
-    print("\n" + header + "\n|---|---|---|---|---|---|---|")
+    print("\n" + markdown_table(rows))
+
+
+def markdown_table(rows: list[dict[str, float | str]]) -> str:
+    """Return the rows as the README's table."""
+    lines = [
+        "| mode | context | prompt tokens | s/item cached | s/item baseline | speedup "
+        "| tokens/s cached | tokens/s baseline | peak MB cached/baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        print(
+        lines.append(
             f"| {r['mode']} | {r['length']} | {r['prompt_tokens']} | {r['cached_s']} | "
-            f"{r['baseline_s']} | {r['speedup']}x | {r['cached_peak_mb']}/{r['baseline_peak_mb']} "
+            f"{r['baseline_s']} | **{r['speedup']}x** | {r['cached_tok_s']} | "
+            f"{r['baseline_tok_s']} | {r['cached_peak_mb']}/{r['baseline_peak_mb']} "
             f"({r['peak_mem_ratio']}x) |"
         )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

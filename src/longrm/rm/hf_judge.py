@@ -76,7 +76,8 @@ class JudgeRewardModel(HFBackend, RewardModel):
             cont = encode(self.tokenizer, text)
             logits = self.runner.forward(ids + cont, len(ids) - 1)[:-1]
             logprobs = torch.log_softmax(logits, dim=-1)
-            out.append(float(logprobs.gather(1, torch.tensor(cont)[:, None]).sum()))
+            target = torch.tensor(cont, device=logprobs.device)[:, None]
+            out.append(float(logprobs.gather(1, target).sum()))
         return out
 
     def rank(self, prompt: Messages, responses: Sequence[str]) -> Verdict:
