@@ -172,3 +172,13 @@ def test_release_folder_copy_is_readable(tmp_path: Path) -> None:
         "faithfulness",
         "helpfulness",
     }
+
+
+def test_unknown_and_word_length_fields_survive_a_round_trip(tmp_path: Path) -> None:
+    rows = _rows("LongQA.jsonl")
+    rows[0]["ctx_length_for_words"] = "6k"
+    rows[0]["annotator_note"] = {"checked": True}
+    src = _write(tmp_path / "src.jsonl", rows)
+    write_items(load_items(src).items, tmp_path / "out")
+    back = json.loads((tmp_path / "out" / "LongQA.jsonl").read_text().splitlines()[0])
+    assert back["ctx_length_for_words"] == "6k" and back["annotator_note"] == {"checked": True}

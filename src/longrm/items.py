@@ -146,6 +146,9 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
         if scores is not None:
             _check_gold_order(scores, len(candidates), path, line)
     known = set(BenchRow.model_fields)
+    extra = {k: v for k, v in row.items() if k not in known}
+    if parsed.ctx_length_for_words:  # kept so that writing the item back loses nothing
+        extra["ctx_length_for_words"] = parsed.ctx_length_for_words
     return Item(
         id=parsed.id,
         task=parsed.task,
@@ -161,7 +164,7 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
         candidate_scores=scores,
         source=parsed.source,
         words_count=parsed.words_count,
-        extra={k: v for k, v in row.items() if k not in known},
+        extra=extra,
     )
 
 
