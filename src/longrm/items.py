@@ -147,8 +147,9 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
             _check_gold_order(scores, len(candidates), path, line)
     known = set(BenchRow.model_fields)
     extra = {k: v for k, v in row.items() if k not in known}
-    if parsed.ctx_length_for_words:  # kept so that writing the item back loses nothing
-        extra["ctx_length_for_words"] = parsed.ctx_length_for_words
+    words_bucket = parsed.ctx_length_for_words
+    if words_bucket and words_bucket != parsed.ctx_length_for_length:
+        extra["ctx_length_for_words"] = words_bucket  # so that writing the item back loses nothing
     return Item(
         id=parsed.id,
         task=parsed.task,
