@@ -197,17 +197,8 @@ def _cut(para: str, max_chars: int) -> list[str]:
     """Return `para` cut at sentence (else word) boundaries into pieces of <= ~max_chars."""
     if len(para) <= max_chars:
         return [para]
-    pieces: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(para):
-        for word_run in _wrap_words(sentence, max_chars):
-            if current and len(current) + 1 + len(word_run) > max_chars:
-                pieces.append(current)
-                current = word_run
-            else:
-                current = f"{current} {word_run}" if current else word_run
-    if current:
-        pieces.append(current)
+    runs = [run for s in _SENTENCE_END.split(para) for run in _wrap_words(s, max_chars)]
+    pieces = _pack(runs, max_chars)
     return [p for p in pieces if len(p) >= MIN_PARAGRAPH_CHARS] or [para[:max_chars]]
 
 
@@ -215,14 +206,20 @@ def _wrap_words(sentence: str, max_chars: int) -> list[str]:
     """Return a sentence as runs of whole words of <= max_chars (one run if it already fits)."""
     if len(sentence) <= max_chars:
         return [sentence]
+    return _pack(sentence.split(), max_chars)
+
+
+def _pack(parts: Iterable[str], max_chars: int) -> list[str]:
+    """Return `parts` joined by spaces, greedily, into runs of <= max_chars (a longer part
+    stands alone)."""
     runs: list[str] = []
     current = ""
-    for word in sentence.split():
-        if current and len(current) + 1 + len(word) > max_chars:
+    for part in parts:
+        if current and len(current) + 1 + len(part) > max_chars:
             runs.append(current)
-            current = word
+            current = part
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current} {part}" if current else part
     if current:
         runs.append(current)
     return runs
