@@ -351,7 +351,7 @@ def demo(
     from transformers import AutoTokenizer
 
     from longrm.bench.construct import FAMILIES, build_suite
-    from longrm.evaluate.report import load_results, results_table_markdown, write_report
+    from longrm.evaluate.report import load_results, results_table_markdown, run_name, write_report
     from longrm.items import write_items
     from longrm.models import resolve_model_path
 
@@ -372,9 +372,9 @@ def demo(
     write_items(items, bench)
     console.print(f"suite: {len(items)} items in {bench}")
     run_dirs = []
-    for run_name_, kind, verdict in DEMO_RUNS:
-        console.rule(f"{run_name_}: --kind {kind} --verdict {verdict}")
-        run_dir = out / run_name_
+    for label, kind, verdict in DEMO_RUNS:
+        console.rule(f"{label}: --kind {kind} --verdict {verdict}")
+        run_dir = out / label
         eval_command(
             bench=bench,
             out=run_dir,
@@ -396,13 +396,11 @@ def demo(
             concurrency=1,
             timeout=600.0,
             retries=0,
-            name=f"SmolLM2-135M {run_name_}",
+            name=f"SmolLM2-135M {label}",
         )
         run_dirs.append(run_dir)
     console.rule("all three runs side by side")
     md, png = write_report(run_dirs, out / "report")
-    from longrm.evaluate.report import run_name
-
     typer.echo(results_table_markdown({run_name(d): load_results(d) for d in run_dirs}))
     console.print(f"report: {md}\nplot: {png}")
     typer.echo(

@@ -18,7 +18,7 @@ import openai
 
 from longrm.items import Messages
 from longrm.rm.base import RewardModel, Verdict, ranking_from_scores
-from longrm.rm.prompts import PromptSet, letters
+from longrm.rm.prompts import PromptSet, example_verdict, letters
 from longrm.rm.verdicts import parse_ranking, parse_score
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -161,8 +161,7 @@ class OpenAIJudge(RewardModel):
         a guess (ties, e.g. letters absent from the top alternatives, keep display order).
         """
         tags = letters(n)
-        example = "[[A]]" if n == 2 else "[[" + ">".join(reversed(tags)) + "]]"
-        instruction = self.VERDICT_ONLY.format(example=example)
+        instruction = self.VERDICT_ONLY.format(example=example_verdict(n))
         asked = [dict(m) for m in messages]
         asked[-1]["content"] = asked[-1]["content"] + "\n\n" + instruction
         completion = self._chat(

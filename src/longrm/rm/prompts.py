@@ -30,6 +30,13 @@ def letters(n: int) -> list[str]:
     return list(string.ascii_uppercase[:n])
 
 
+def example_verdict(n: int) -> str:
+    """Return the verdict shown to the judge as the format to use: [[A]], or a full ranking
+    listed in reverse ([[C>B>A]]) so the example does not suggest an answer order.
+    """
+    return "[[A]]" if n == 2 else "[[" + ">".join(reversed(letters(n))) + "]]"
+
+
 def fill(template: str, **values: str) -> str:
     """Return `template` with known {placeholders} replaced in one pass (text braces stay)."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
@@ -85,7 +92,7 @@ class PromptSet:
             "task": render_task(prompt),
             "responses": render_responses(responses),
             "letters": ", ".join(tags),
-            "example": "[[" + ">".join(reversed(tags)) + "]]" if n > 2 else "[[A]]",
+            "example": example_verdict(n),
         }
         system, user = (
             (self.pairwise_system, self.pairwise_user)
