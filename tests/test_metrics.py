@@ -109,12 +109,17 @@ def test_pairwise_accuracy_consistency_and_bias_by_hand() -> None:
     assert results["bon"]["rank_match"] is None
 
 
-def test_parse_failure_stays_in_denominator() -> None:
-    # two single-order items: one right, one unparsed -> 1/2, not 1/1
-    preds = [pw("x", [0, 1], [0, 1]), pw("y", [0, 1], None, error="timeout")]
+def test_failures_stay_in_denominator_and_errors_are_not_parse_failures() -> None:
+    # three single-order items: one right, one unparsed, one errored -> 1/3, not 1/1
+    preds = [
+        pw("x", [0, 1], [0, 1]),
+        pw("y", [0, 1], None),
+        pw("z", [0, 1], None, error="timeout"),
+    ]
     results = compute_results(preds)
-    assert results["pairwise"]["accuracy"] == pytest.approx(0.5)
-    assert results["parse_failure_rate"] == pytest.approx(0.5)
+    assert results["pairwise"]["accuracy"] == pytest.approx(1 / 3)
+    assert results["parse_failure_rate"] == pytest.approx(0.5)  # 1 of the 2 answered records
+    assert results["error_rate"] == pytest.approx(1 / 3)  # 1 of 3 records
     assert results["errors"] == 1
     # single-order items say nothing about position consistency
     assert results["position_consistency"] is None
@@ -269,12 +274,13 @@ def test_results_are_json_and_empty_input_gives_none() -> None:
     results = compute_results(preds)
     assert json.loads(json.dumps(results)) == results
     assert set(results) == {
-        "overall", "macro", "n_items", "n_records", "truncated_items", "errors",
+        "overall", "macro", "n_items", "n_records", "truncated_items", "errors", "error_rate",
         "parse_failure_rate", "position_consistency", "position_bias_failures", "auc",
         "by_task", "by_length", "robustness", "pairwise", "bon",
     }  # fmt: skip
     assert set(results["pairwise"]) == {
-        "accuracy", "auc", "n_items", "by_task", "by_subtask", "by_length", "by_subtype",
+        "accuracy", "auc", "n_items", "by_task", "by_subtask", "by_length", "length_mean",
+        "by_subtype",
     }  # fmt: skip
     assert set(results["bon"]) == {
         "rank_match", "exact_match", "top1", "auc", "n_items", "by_n", "by_task", "by_length",

@@ -78,29 +78,34 @@ def test_write_report_tables_and_png(tmp_path: Path) -> None:
     md = md_path.read_text()
 
     header = row(md, "Model")
-    # tasks in the official order, then Rank2..4, then buckets by size, then Avg
-    assert header == [
-        "Model", "LongQA", "Summ", "Safety", "Rank2", "Rank3", "Rank4", "4k", "16k", "128k", "Avg",
-    ]  # fmt: skip
+    # Table 1: tasks in the official order (pairwise accuracy), then Rank2..4, then Avg
+    assert header == ["Model", "LongQA", "Safety", "Rank2", "Rank3", "Rank4", "Avg"]
     # Model A items: p1 1, p2 0, p3 1, p4 1, b3 1/3, b2 1
-    #   LongQA (p1, p2, p3) 2/3 -> 66.7; Summ (b3, b2) (1/3 + 1)/2 -> 66.7; Safety 100.0
-    #   Rank2 100.0, Rank3 33.3, Rank4 none; 4k 1/2, 16k none, 128k 2/2
+    #   LongQA pairs (p1, p2, p3) 2/3 -> 66.7; Safety 100.0; Summ holds only Best-of-N items,
+    #   so it has no task column (its items count in Rank2/Rank3 and Avg)
+    #   Rank2 100.0, Rank3 33.3, Rank4 none
     #   Avg (1 + 0 + 1 + 1 + 1/3 + 1) / 6 = 13/18 -> 72.2
-    assert row(md, "Model A") == [
-        "Model A", "66.7", "66.7", "100.0", "100.0", "33.3", "–", "50.0", "–", "100.0", "72.2",
-    ]  # fmt: skip
+    assert row(md, "Model A") == ["Model A", "66.7", "100.0", "100.0", "33.3", "–", "72.2"]
     # run-b has no run.json -> named after its dir; pairwise only
-    assert row(md, "run-b") == [
-        "run-b", "50.0", "–", "–", "–", "–", "–", "0.0", "100.0", "–", "50.0",
-    ]  # fmt: skip
+    assert row(md, "run-b") == ["run-b", "50.0", "–", "–", "–", "–", "50.0"]
 
-    # second table: pairwise acc, BoN exact, BoN top-1, parse failures, consistency, AUC,
-    # truncated, items. Model A: pairwise 3/4; exact (0 + 1)/2; top-1 1; 1 of 6 unparsed
+    # Table 2: pairwise accuracy by bucket, then the mean of the buckets
+    lengths = md.split("Table 1 layout")[1]
+    assert row(lengths, "Model") == ["Model", "4k", "16k", "128k", "Avg"]
+    # Model A: 4k 1/2, 128k 2/2 -> mean of buckets 75.0 (not the item mean, also 3/4 here)
+    assert row(lengths, "Model A") == ["Model A", "50.0", "–", "100.0", "75.0"]
+    assert row(lengths, "run-b") == ["run-b", "0.0", "100.0", "–", "50.0"]
+
+    # robustness: pairwise acc, BoN exact, BoN top-1, parse failures, errors, consistency, AUC,
+    # reliance, truncated, items. Model A: pairwise 3/4; exact (0 + 1)/2; top-1 1; 1 of 6
+    # unparsed
     second = md.split("Pairwise acc")[1]
     assert row(second, "Model A") == [
-        "Model A", "75.0", "50.0", "100.0", "16.7", "–", "–", "0", "6",
+        "Model A", "75.0", "50.0", "100.0", "16.7", "0.0", "–", "–", "–", "0", "6",
     ]  # fmt: skip
-    assert row(second, "run-b") == ["run-b", "50.0", "–", "–", "0.0", "–", "–", "0", "2"]
+    assert row(second, "run-b") == [
+        "run-b", "50.0", "–", "–", "0.0", "0.0", "–", "–", "–", "0", "2",
+    ]  # fmt: skip
     assert "pairwise_by_length.png" in md
 
 
@@ -126,7 +131,8 @@ def test_table_marks_missing_values_and_escapes_pipes() -> None:
     lines = md.splitlines()
     # the escaped pipe keeps the name in one cell; no tasks/buckets -> Model, Rank2..4, Avg
     assert "| a\\|b | – | – | – | – |" in lines
-    assert "| a\\|b | – | – | – | – | – | – | – | 0 |" in lines
+    assert "| a\\|b | – |" in lines  # the length table: only its Avg
+    assert "| a\\|b | – | – | – | – | – | – | – | – | – | 0 |" in lines
 
 
 def test_plot_without_pairwise_items_is_still_written(tmp_path: Path) -> None:
@@ -145,8 +151,24 @@ def test_robustness_table_by_length(tmp_path: Path) -> None:
     a = make_run(tmp_path, "run-a", run_a(), {"name": "Model A"})
     md = write_report([a], tmp_path / "report")[0].read_text()
     third = md.split("parse fail 4k")[1]
-    # Model A: 4k has p1 parsed and p2 unparsed -> 50% failures; 8k and 128k none.
+    # Model A: 4k has p1 parsed and p2 unparsed -> 50% failures; 8k and 128k none; no errors.
     # Every item was judged in one order only, so consistency is undefined (–).
     assert row("| Model" + third, "Model A") == [
-        "Model A", "50.0", "0.0", "0.0", "–", "–", "–",
+        "Model A", "50.0", "0.0", "0.0", "0.0", "0.0", "0.0", "–", "–", "–",
     ]  # fmt: skip
+
+
+def test_ablation_table_and_reliance_column(tmp_path: Path) -> None:
+    from longrm.evaluate.metrics import context_reliance
+
+    results = compute_results(run_a())
+    blind = [p.model_copy(update={"ranking": [1, 0]}) for p in run_a() if p.n == 2]
+    results["context_ablation"] = {"method": "swap", **context_reliance(run_a(), blind)}
+    md = results_table_markdown({"Model A": results})
+    # the five two-candidate items: with context p1 1, p2 0, p3 1, p4 1, b2 1 -> 80.0; blind,
+    # always slot B: p1 0, p2 0, p3 1 (chosen shown in B), p4 0, b2 1 -> 40.0; reliance 40.0
+    assert "| Model A | swap | 80.0 / 40.0 / 40.0 |" in md
+    # by task, in the official order: LongQA p1-p3 66.7 / 33.3; Summ b2 100 / 100; Safety p4
+    assert "| 66.7 / 33.3 / 33.3 | 100.0 / 100.0 / 0.0 | 100.0 / 0.0 / 100.0 |" in md
+    detail = md.split("Pairwise acc")[1]
+    assert row(detail, "Model A")[8] == "40.0"

@@ -78,16 +78,33 @@ def test_position_bias_is_measured(tmp_path: Path) -> None:
     assert len(read_predictions(tmp_path / "predictions.jsonl")) == 8
 
 
-def test_errors_become_records_and_reruns_skip_done(tmp_path: Path) -> None:
+def test_errors_are_their_own_rate_and_are_retried_on_resume(tmp_path: Path) -> None:
     settings = EvalSettings(model="stub", kind="judge", orders=2)
     rm = FirstIsBest(fail_on="lamp oil")
     outcome = evaluate(rm, _items(), tmp_path, settings)
     errors = [p for p in outcome.predictions if p.error]
     assert len(errors) == 2 and errors[0].error == "RuntimeError: boom"
-    assert outcome.results["errors"] == 2 and outcome.results["parse_failure_rate"] == 0.25
+    res = outcome.results
+    assert res["errors"] == 2 and res["error_rate"] == 0.25
+    assert res["parse_failure_rate"] == 0.0  # every answered record parsed
+    assert res["robustness"]["by_task"]["LongQA"]["error_rate"] == 0.5
+    assert res["robustness"]["by_length"]["4k"]["error_rate"] == 0.5  # LongQA:0 and Cite:1
+    assert res["robustness"]["by_length"]["8k"]["error_rate"] == 0.0
+    # a rerun judges the two errored records again, and only those
     again = FirstIsBest()
     second = evaluate(again, _items(), tmp_path, settings)
-    assert again.calls == 0 and second.resumed == 8 and second.judged == 0
+    assert again.calls == 2 and second.resumed == 6 and second.judged == 2
+    assert second.results["errors"] == 0 and second.results["n_records"] == 8
+    third = FirstIsBest()
+    assert evaluate(third, _items(), tmp_path, settings).judged == 0 and third.calls == 0
+
+
+def test_errors_can_be_kept_on_resume(tmp_path: Path) -> None:
+    settings = EvalSettings(model="stub", kind="judge", orders=2)
+    evaluate(FirstIsBest(fail_on="lamp oil"), _items(), tmp_path, settings)
+    rm = FirstIsBest()
+    outcome = evaluate(rm, _items(), tmp_path, settings, retry_errors=False)
+    assert rm.calls == 0 and outcome.results["errors"] == 2
 
 
 def test_torn_last_line_is_redone(tmp_path: Path) -> None:
@@ -111,6 +128,37 @@ def test_other_settings_are_refused(tmp_path: Path) -> None:
         )
     renamed = EvalSettings(model="stub", kind="judge", name="a new name")
     assert evaluate(FirstIsBest(), _items(), tmp_path, renamed).judged == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bench_hash", "another-benchmark"),
+        ("dtype", "bfloat16"),
+        ("attn", "sdpa"),
+        ("prefix_cache", False),
+        ("protocol", "paper"),
+        ("thinking", True),
+        ("rope_scaling", "yarn:4"),
+    ],
+)
+def test_run_identity_covers_what_changes_results(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    base = EvalSettings(model="stub", kind="judge", bench_hash="abc")
+    evaluate(FirstIsBest(), _items(), tmp_path, base)
+    changed = EvalSettings(**{**base.__dict__, field: value})
+    with pytest.raises(RunMismatchError, match=field):
+        evaluate(FirstIsBest(), _items(), tmp_path, changed)
+
+
+def test_an_order_plan_replaces_the_seeded_orders(tmp_path: Path) -> None:
+    settings = EvalSettings(model="stub", kind="judge", orders=1, protocol="paper")
+    outcome = evaluate(
+        FirstIsBest(), _items(), tmp_path, settings, order_plan=lambda i: [list(range(i.n))[::-1]]
+    )
+    assert all(p.order == list(range(p.n))[::-1] for p in outcome.predictions)
+    assert outcome.results["n_records"] == 4
 
 
 def test_concurrent_backend_records_everything(tmp_path: Path) -> None:

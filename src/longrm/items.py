@@ -10,9 +10,16 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 Messages = list[dict[str, str]]
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -41,6 +48,26 @@ class _Message(BaseModel):
     content: str
 
 
+def _text_or_empty(value: Any) -> Any:
+    """Return "" for null and str(x) for numbers and booleans; other values go on to validation."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return value
+
+
+def _count_or_zero(value: Any) -> Any:
+    """Return 0 for null, so a missing count never stops a row the evaluation can judge."""
+    return 0 if value is None else value
+
+
+# Fields the evaluation only carries along: null and plain scalars are accepted as text.
+LooseText = Annotated[str, BeforeValidator(_text_or_empty)]
+LooseCount = Annotated[int, BeforeValidator(_count_or_zero)]
+FiniteScore = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class BenchRow(BaseModel):
     """One row of an official Long-RewardBench task file."""
 
@@ -48,23 +75,23 @@ class BenchRow(BaseModel):
 
     id: int | str
     prompt_template: list[_Message] = Field(min_length=1)
-    question: str = ""
-    source: str = ""
-    task: str
-    subtask: str = ""
+    question: LooseText = ""
+    source: LooseText = ""
+    task: LooseText
+    subtask: LooseText = ""
     tasktype: Literal["PairWise", "BestOfN"]
-    subtype: str = ""
-    ctx_length_for_length: str
-    ctx_length_for_words: str = ""
-    length: int = 0
-    words_count: int = 0
+    subtype: LooseText = ""
+    ctx_length_for_length: LooseText
+    ctx_length_for_words: LooseText = ""
+    length: LooseCount = 0
+    words_count: LooseCount = 0
     chosen: str | None = None
     rejected: str | None = None
-    chosen_model: str | None = None
-    rejected_model: str | None = None
+    chosen_model: LooseText | None = None
+    rejected_model: LooseText | None = None
     candidates: list[str] | None = None
-    candidates_model: list[str] | None = None
-    candidates_score: list[float] | None = None
+    candidates_model: list[LooseText] | None = None
+    candidates_score: list[FiniteScore] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +113,8 @@ class Item:
     source: str = ""
     words_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the file (stem) or dataset split the row came from; the authors take the task from it
+    origin: str = ""
 
     @property
     def key(self) -> str:
@@ -115,9 +144,16 @@ def _validate(model: type[RowT], row: dict[str, Any], path: str | Path, line: in
 
 
 def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
-    """Return the item of one official row, or raise ItemError naming file, line and field."""
+    """Return the item of one row, or raise ItemError naming file, line and field.
+
+    Official Long-RewardBench rows and short preference rows (RewardBench / TRL style:
+    `prompt`, `chosen`, `rejected`) are both accepted; the keys tell them apart.
+    """
+    if "prompt_template" not in row and "tasktype" not in row and "prompt" in row:
+        return _item_from_preference(row, path, line)
     parsed = _validate(BenchRow, row, path, line)
     prompt = [m.model_dump() for m in parsed.prompt_template]
+    subtype = parsed.subtype
     if parsed.tasktype == PAIRWISE:
         for name in ("chosen", "rejected"):
             value = getattr(parsed, name)
@@ -134,6 +170,16 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
             )
         if any(not c for c in candidates):
             raise ItemError(path, line, "candidates", "an empty candidate string")
+        # The Rank2/3/4 columns come from `subtype`: it must name the number of candidates.
+        if subtype and subtype != str(len(candidates)):
+            raise ItemError(
+                path,
+                line,
+                "subtype",
+                f"a Best-of-N row with subtype {subtype!r} (its Rank column) holds "
+                f"{len(candidates)} candidates; the two must agree",
+            )
+        subtype = subtype or str(len(candidates))
         models = list(parsed.candidates_model or [""] * len(candidates))
         if len(models) != len(candidates):
             raise ItemError(
@@ -155,7 +201,7 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
         task=parsed.task,
         subtask=parsed.subtask,
         tasktype=parsed.tasktype,
-        subtype=parsed.subtype,
+        subtype=subtype,
         length_bucket=parsed.ctx_length_for_length,
         length=parsed.length,
         prompt=prompt,
@@ -166,6 +212,80 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
         source=parsed.source,
         words_count=parsed.words_count,
         extra=extra,
+        origin=_origin(path),
+    )
+
+
+def _origin(path: str | Path) -> str:
+    """Return the task name a file or split gives its rows: "LongQA" for ".../LongQA.jsonl"."""
+    text = str(path)
+    if text.endswith("]") and "[" in text:  # a save_to_disk split: "folder[train]"
+        return text[text.rindex("[") + 1 : -1]
+    return Path(text).stem
+
+
+# ---------------------------------------------------------------------------------------------
+# Short preference rows (RewardBench, TRL): the short-context retention check
+
+SHORT_BUCKET = "short"
+PREFERENCE_TASK = "preference"
+
+
+class ShortPreferenceRow(BaseModel):
+    """A RewardBench- or TRL-style preference row: plain text or message lists."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int | str | None = None
+    prompt: str | list[_Message]
+    chosen: str | list[_Message]
+    rejected: str | list[_Message]
+    subset: LooseText = ""
+
+
+def _response_text(value: str | list[_Message], path: str | Path, line: int, name: str) -> str:
+    """Return a response as text: the string itself, or the final assistant turn's content."""
+    if isinstance(value, str):
+        text = value
+    else:
+        if not value or value[-1].role != "assistant":
+            raise ItemError(path, line, name, "a message list must end with an assistant turn")
+        text = value[-1].content
+    if not text.strip():
+        raise ItemError(path, line, name, "an empty response")
+    return text
+
+
+def _item_from_preference(row: dict[str, Any], path: str | Path, line: int) -> Item:
+    """Return the pairwise item of a short preference row (`chosen` is the better response)."""
+    parsed = _validate(ShortPreferenceRow, row, path, line)
+    if isinstance(parsed.prompt, str):
+        if not parsed.prompt.strip():
+            raise ItemError(path, line, "prompt", "an empty prompt")
+        prompt: Messages = [{"role": "user", "content": parsed.prompt}]
+    else:
+        if not parsed.prompt:
+            raise ItemError(path, line, "prompt", "an empty message list")
+        prompt = [m.model_dump() for m in parsed.prompt]
+    candidates = [
+        _response_text(parsed.chosen, path, line, "chosen"),
+        _response_text(parsed.rejected, path, line, "rejected"),
+    ]
+    known = set(ShortPreferenceRow.model_fields)
+    return Item(
+        id=parsed.id if parsed.id is not None else line - 1,
+        task=parsed.subset or _origin(path) or PREFERENCE_TASK,
+        subtask=parsed.subset,
+        tasktype=PAIRWISE,
+        subtype="",
+        length_bucket=SHORT_BUCKET,
+        length=0,
+        prompt=prompt,
+        question=prompt[-1]["content"],
+        candidates=candidates,
+        candidate_models=["", ""],
+        extra={k: v for k, v in row.items() if k not in known},
+        origin=_origin(path),
     )
 
 

@@ -25,16 +25,16 @@ ItemField = Callable[[Prediction], str]
 def top1(pred: Prediction) -> float:
     """Return 1.0 if the gold best (candidate 0) is ranked first, else 0.0 (0 on parse failure).
 
-    score = 1[predicted_order[0] == 0]
+    score = 1[order[ranking[0]] == 0]
     """
-    order = pred.predicted_order()
-    return 1.0 if order and order[0] == 0 else 0.0
+    ranks = pred.slot_ranks()
+    return 1.0 if any(rank == 0 and pred.order[slot] == 0 for slot, rank in ranks.items()) else 0.0
 
 
 def pairwise_correct(pred: Prediction) -> float:
     """Return the authors' pairwise score: 1.0 if the chosen response (candidate 0) wins, else 0.0.
 
-    score = 1[predicted_order[0] == 0]. A parse failure scores 0 and stays in the denominator,
+    score = 1[order[ranking[0]] == 0]. A parse failure scores 0 and stays in the denominator,
     which is why weak judges fall below the 50% chance line.
     """
     return top1(pred)
@@ -43,22 +43,24 @@ def pairwise_correct(pred: Prediction) -> float:
 def rank_match(pred: Prediction) -> float:
     """Return the Best-of-N rank-match ratio: the fraction of slots given their gold rank.
 
-    score = |{r : predicted_order[r] == r}| / n, 0 on parse failure. Slot s shows candidate
-    order[s], whose gold rank is order[s] itself (candidate 0 is best), so counting ranks that hold
-    their gold candidate equals counting slots whose predicted rank is the gold rank.
+    score = |{s : predicted_rank(s) == order[s]}| / n, 0 on parse failure. Slot s shows
+    candidate order[s], whose gold rank is order[s] itself (candidate 0 is best). A slot the
+    ranking leaves out earns nothing, so a partial ranking `[[A>B>C]]` of four can earn 3/4
+    (the authors' partial credit).
     """
-    order = pred.predicted_order()
-    if order is None or pred.n == 0:
+    if pred.n == 0:
         return 0.0
-    return sum(1 for rank, cand in enumerate(order) if cand == rank) / pred.n
+    ranks = pred.slot_ranks()
+    return sum(1 for slot, rank in ranks.items() if pred.order[slot] == rank) / pred.n
 
 
 def exact_match(pred: Prediction) -> float:
-    """Return 1.0 if the full predicted order equals the gold order, else 0.0.
+    """Return 1.0 if every slot gets its gold rank, else 0.0.
 
-    score = 1[predicted_order == [0, 1, ..., n-1]]; the paper's random baselines (1/N!) fit this.
+    score = 1[predicted_rank(s) == order[s] for all s]; the paper's random baselines (1/N!)
+    fit this.
     """
-    return 1.0 if pred.predicted_order() == list(range(pred.n)) else 0.0
+    return 1.0 if rank_match(pred) == 1.0 else 0.0
 
 
 def record_score(pred: Prediction) -> float:
@@ -165,12 +167,22 @@ def pairwise_subtype(pred: Prediction) -> str:
 # --- robustness ---------------------------------------------------------------------------------
 
 
-def parse_failure_rate(predictions: Iterable[Prediction]) -> float | None:
-    """Return the fraction of records with no ranking: |{r : ranking is None}| / |records|.
+def error_rate(predictions: Iterable[Prediction]) -> float | None:
+    """Return the fraction of records whose call failed: |{r : error is not None}| / |records|.
 
-    Records that errored carry no ranking, so they count as failures too.
+    Errors (out of memory, timeouts, HTTP failures, prompts over the window) say nothing about
+    the judge's format, so they are counted here and not as parse failures.
     """
-    return mean_or_none(0.0 if p.parsed else 1.0 for p in predictions)
+    return mean_or_none(0.0 if p.error is None else 1.0 for p in predictions)
+
+
+def parse_failure_rate(predictions: Iterable[Prediction]) -> float | None:
+    """Return the fraction of answered records without a usable verdict.
+
+    rate = |{r : error is None and ranking is None}| / |{r : error is None}|; None when every
+    record errored.
+    """
+    return mean_or_none(0.0 if p.parsed else 1.0 for p in predictions if p.error is None)
 
 
 def _judged_in_several_orders(recs: Sequence[Prediction]) -> bool:
@@ -271,6 +283,7 @@ def robustness(predictions: Sequence[Prediction]) -> dict[str, Any]:
     """
     return {
         "parse_failure_rate": parse_failure_rate(predictions),
+        "error_rate": error_rate(predictions),
         "position_consistency": position_consistency(predictions),
         "auc": auc(predictions),
         "n_records": len(predictions),
@@ -313,6 +326,8 @@ def compute_results(
     def length(p: Prediction) -> str:
         return p.length_bucket
 
+    pairwise_by_length = breakdown(pairwise, length, pairwise_correct, bucket_sort_key)
+
     return {
         "overall": item_average(preds),
         "macro": macro_average(preds),
@@ -320,6 +335,7 @@ def compute_results(
         "n_records": len(preds),
         "truncated_items": truncated_items,
         "errors": sum(p.error is not None for p in preds),
+        "error_rate": error_rate(preds),
         "parse_failure_rate": parse_failure_rate(preds),
         "position_consistency": position_consistency(preds),
         "position_bias_failures": position_bias_failures(preds),
@@ -338,7 +354,8 @@ def compute_results(
             "n_items": len(group_by_item(pairwise)),
             "by_task": breakdown(pairwise, task, pairwise_correct),
             "by_subtask": breakdown(pairwise, lambda p: p.subtask, pairwise_correct),
-            "by_length": breakdown(pairwise, length, pairwise_correct, bucket_sort_key),
+            "by_length": pairwise_by_length,
+            "length_mean": mean_or_none(v for v in pairwise_by_length.values() if v is not None),
             "by_subtype": breakdown(pairwise, pairwise_subtype, pairwise_correct),
         },
         "bon": {
@@ -348,4 +365,45 @@ def compute_results(
             "by_task": breakdown(bon, task, rank_match),
             "by_length": breakdown(bon, length, rank_match, bucket_sort_key),
         },
+    }
+
+
+# --- context ablation ---------------------------------------------------------------------------
+
+
+def _reliance(with_context: list[Prediction], without_context: list[Prediction]) -> dict[str, Any]:
+    a, b = item_average(with_context), item_average(without_context)
+    return {
+        "accuracy_with_context": a,
+        "accuracy_without_context": b,
+        "reliance": None if a is None or b is None else a - b,
+        "n_items": len(group_by_item(with_context)),
+    }
+
+
+def context_reliance(
+    with_context: Iterable[Prediction], without_context: Iterable[Prediction]
+) -> dict[str, Any]:
+    """Return how much a reward model's accuracy depends on reading the context.
+
+    reliance = accuracy(items, context shown) - accuracy(same items, context ablated), with
+    accuracy the paper's mean item score (pairwise correctness, Best-of-N rank match), over the
+    items judged both ways; overall and by task and length. A reliance near 0 on items whose
+    labels need the context means the model (or the benchmark) rewards style, not grounding.
+    """
+    ablated = latest_records(without_context)
+    keys = {p.key for p in ablated}
+    shown = [p for p in latest_records(with_context) if p.key in keys]
+    keys &= {p.key for p in shown}
+    ablated = [p for p in ablated if p.key in keys]
+
+    def split(field: ItemField, sort_key: Callable[[str], Any] | None = None) -> dict[str, Any]:
+        groups_with = group_by_field(shown, field, sort_key)
+        groups_without = group_by_field(ablated, field, sort_key)
+        return {k: _reliance(v, groups_without.get(k, [])) for k, v in groups_with.items()}
+
+    return {
+        **_reliance(shown, ablated),
+        "by_task": split(lambda p: p.task),
+        "by_length": split(lambda p: p.length_bucket, bucket_sort_key),
     }

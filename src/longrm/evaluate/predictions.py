@@ -45,10 +45,23 @@ class Prediction(BaseModel):
         return self.ranking is not None
 
     def predicted_order(self) -> list[int] | None:
-        """Return candidates (gold indices) as the model ranked them, best first."""
+        """Return candidates (gold indices) as the model ranked them, best first.
+
+        Slots the ranking names beyond the n shown (a judge inventing a letter) are left out.
+        """
         if self.ranking is None:
             return None
-        return [self.order[slot] for slot in self.ranking]
+        return [self.order[slot] for slot in self.ranking if 0 <= slot < self.n]
+
+    def slot_ranks(self) -> dict[int, int]:
+        """Return {display slot: predicted rank} for the shown slots the ranking names.
+
+        A full ranking names every slot; a partial one (the authors' protocol credits `[[A>B>C]]`
+        for four answers) leaves the unnamed slots without a rank.
+        """
+        if self.ranking is None:
+            return {}
+        return {slot: rank for rank, slot in enumerate(self.ranking) if 0 <= slot < self.n}
 
     def candidate_scores(self) -> list[float] | None:
         """Return scores re-indexed by candidate (gold index), or None."""

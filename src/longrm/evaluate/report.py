@@ -73,47 +73,39 @@ def _task_sort_key(task: str) -> tuple[int, str]:
 
 
 def results_table_markdown(results_by_run: dict[str, dict[str, Any]]) -> str:
-    """Return the paper-layout table and the robustness table as markdown, one row per run."""
+    """Return the paper-layout tables and the robustness tables as markdown, one row per run.
+
+    Table 1 (the paper's main table): pairwise accuracy per task, Best-of-N rank match per N
+    (Rank2/3/4) and Avg, the mean over all items. Table 2 (the paper's length table): pairwise
+    accuracy per length bucket and the mean of those buckets.
+    """
     runs = list(results_by_run.items())
-    tasks = _union((r.get("by_task") for _, r in runs), _task_sort_key)
+    tasks = _union((r.get("pairwise", {}).get("by_task") for _, r in runs), _task_sort_key)
     ns = _union(
         [dict.fromkeys(BON_NS)] + [r.get("bon", {}).get("by_n") for _, r in runs],
         lambda n: (int(n) if n.isdigit() else 10**9, n),
     )
     buckets = _union((r.get("pairwise", {}).get("by_length") for _, r in runs), bucket_sort_key)
 
-    main_rows = []
-    for name, r in runs:
-        by_n = r.get("bon", {}).get("by_n", {})
-        by_length = r.get("pairwise", {}).get("by_length", {})
-        main_rows.append(
-            [_cell(name)]
-            + [_pct(r.get("by_task", {}).get(t)) for t in tasks]
-            + [_pct(by_n.get(n, {}).get("rank_match")) for n in ns]
-            + [_pct(by_length.get(b)) for b in buckets]
-            + [_pct(r.get("overall"))]
-        )
     main = _table(
-        ["Model", *tasks, *(f"Rank{n}" for n in ns), *buckets, "Avg"],
-        main_rows,
+        ["Model", *tasks, *(f"Rank{n}" for n in ns), "Avg"],
+        (
+            [_cell(name)]
+            + [_pct(r.get("pairwise", {}).get("by_task", {}).get(t)) for t in tasks]
+            + [_pct(r.get("bon", {}).get("by_n", {}).get(n, {}).get("rank_match")) for n in ns]
+            + [_pct(r.get("overall"))]
+            for name, r in runs
+        ),
     )
-
-    detail_rows = []
-    for name, r in runs:
-        pw, bon = r.get("pairwise", {}), r.get("bon", {})
-        detail_rows.append(
-            [
-                _cell(name),
-                _pct(pw.get("accuracy")),
-                _pct(bon.get("exact_match")),
-                _pct(bon.get("top1")),
-                _pct(r.get("parse_failure_rate")),
-                _pct(r.get("position_consistency")),
-                _pct(r.get("auc")),
-                _count(r.get("truncated_items")),
-                _count(r.get("n_items")),
-            ]
-        )
+    by_length = _table(
+        ["Model", *buckets, "Avg"],
+        (
+            [_cell(name)]
+            + [_pct(r.get("pairwise", {}).get("by_length", {}).get(b)) for b in buckets]
+            + [_pct(r.get("pairwise", {}).get("length_mean"))]
+            for name, r in runs
+        ),
+    )
     detail = _table(
         [
             "Model",
@@ -121,39 +113,109 @@ def results_table_markdown(results_by_run: dict[str, dict[str, Any]]) -> str:
             "BoN exact",
             "BoN top-1",
             "Parse failures",
+            "Errors",
             "Position consistency",
             "AUC",
+            "Context reliance",
             "Truncated items",
             "Items",
         ],
-        detail_rows,
+        (
+            [
+                _cell(name),
+                _pct(r.get("pairwise", {}).get("accuracy")),
+                _pct(r.get("bon", {}).get("exact_match")),
+                _pct(r.get("bon", {}).get("top1")),
+                _pct(r.get("parse_failure_rate")),
+                _pct(r.get("error_rate")),
+                _pct(r.get("position_consistency")),
+                _pct(r.get("auc")),
+                _pct(r.get("context_ablation", {}).get("reliance")),
+                _count(r.get("truncated_items")),
+                _count(r.get("n_items")),
+            ]
+            for name, r in runs
+        ),
     )
     parts = [
         main,
-        "Task columns: mean item score (pairwise accuracy, or Best-of-N rank match). RankN: "
-        "Best-of-N rank-match ratio with N candidates. Length columns: pairwise accuracy by "
-        "context bucket. Avg: mean over all items. Values in %.",
+        "Table 1 layout (the paper's main table): task columns hold pairwise accuracy per task; "
+        "RankN the Best-of-N rank-match ratio with N candidates; Avg the mean item score over "
+        "all items, pairwise and Best-of-N. Values in %.",
+        by_length,
+        "Table 2 layout (the paper's length table): pairwise accuracy per context-length "
+        "bucket; Avg the mean of the bucket columns. Values in %.",
         detail,
-        "Values in % except the counts. A parse failure scores 0 and stays in every "
-        f"denominator; {MISSING} means no items of that kind (or no scores, for AUC).",
+        "Values in % except the counts. A parse failure or an error scores 0 and stays in every "
+        "accuracy's denominator; parse failures are counted over answered records, errors "
+        "(failed calls) over all. Context reliance: accuracy with the context minus accuracy "
+        f"with it ablated (`--ablate-context`). {MISSING} means no items of that kind (or no "
+        "scores, for AUC; no ablation run, for reliance).",
     ]
+    ablation = [(name, r["context_ablation"]) for name, r in runs if r.get("context_ablation")]
+    if ablation:
+        parts += _ablation_tables(ablation)
     robust = [(name, r.get("robustness", {}).get("by_length")) for name, r in runs]
     robust_buckets = _union((m for _, m in robust), bucket_sort_key)
     if robust_buckets:
         rows = [
             [_cell(name)]
             + [_pct((m or {}).get(b, {}).get("parse_failure_rate")) for b in robust_buckets]
+            + [_pct((m or {}).get(b, {}).get("error_rate")) for b in robust_buckets]
             + [_pct((m or {}).get(b, {}).get("position_consistency")) for b in robust_buckets]
             for name, m in robust
         ]
         header = ["Model"]
         header += [f"parse fail {b}" for b in robust_buckets]
+        header += [f"errors {b}" for b in robust_buckets]
         header += [f"consistent {b}" for b in robust_buckets]
         parts += [
             _table(header, rows),
-            "Parse-failure rate and position consistency by context bucket (all items), in %.",
+            "Parse-failure rate, error rate and position consistency by context bucket "
+            "(all items), in %.",
         ]
     return "\n\n".join(parts)
+
+
+def _ablation_tables(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Return the context-ablation table: accuracy with / without context and reliance."""
+    columns = ["overall"]
+    for group in ("by_task", "by_length"):
+        sort = _task_sort_key if group == "by_task" else bucket_sort_key
+        columns += _union((block.get(group) for _, block in runs), sort)
+
+    def cell(block: dict[str, Any], column: str) -> str:
+        entry = block if column == "overall" else _lookup(block, column)
+        if not entry:
+            return MISSING
+        return (
+            f"{_pct(entry.get('accuracy_with_context'))} / "
+            f"{_pct(entry.get('accuracy_without_context'))} / {_pct(entry.get('reliance'))}"
+        )
+
+    table = _table(
+        ["Model", "method", *columns],
+        [
+            [_cell(name), str(block.get("method"))] + [cell(block, c) for c in columns]
+            for name, block in runs
+        ],
+    )
+    return [
+        table,
+        "Context ablation: accuracy with the context / with it ablated / their difference (the "
+        "reward model's context reliance), overall, by task and by length bucket, in %. A "
+        "context-blind judge scores near chance without the context; a benchmark on which it "
+        "does not measures style, not grounding.",
+    ]
+
+
+def _lookup(block: dict[str, Any], column: str) -> dict[str, Any] | None:
+    """Return the task or length entry named `column` of an ablation block."""
+    for group in ("by_task", "by_length"):
+        entry = block.get(group, {}).get(column)
+        if entry:
+            return dict(entry)
+    return None
 
 
 def plot_pairwise_by_length(results_by_run: dict[str, dict[str, Any]], path: Path) -> Path:

@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longrm.evaluate.metrics import compute_results
+from longrm.evaluate.metrics import compute_results, context_reliance, latest_records
 from longrm.evaluate.predictions import Prediction, append_predictions, read_predictions
 from longrm.items import Item
 from longrm.rm.base import RewardModel, Verdict
 
 PREDICTIONS = "predictions.jsonl"
+PREDICTIONS_ABLATED = "predictions_ablated.jsonl"
 RESULTS = "results.json"
 RUN = "run.json"
 
@@ -35,7 +36,11 @@ class RunMismatchError(ValueError):
 
 @dataclass
 class EvalSettings:
-    """What defines a run: a rerun with equal settings resumes, a different one is refused."""
+    """What defines a run: a rerun with equal settings resumes, a different one is refused.
+
+    `name` only labels reports; every other field is part of the run's identity, so records
+    made under other settings (another benchmark, dtype, protocol...) can never mix.
+    """
 
     model: str
     kind: str
@@ -46,6 +51,14 @@ class EvalSettings:
     prompts: str = ""  # hash of the prompt templates (judge kinds)
     max_new_tokens: int = 0
     max_length: int | None = None
+    bench_hash: str = ""  # content hash of the whole benchmark as loaded
+    dtype: str = "auto"
+    attn: str | None = None
+    prefix_cache: bool = True
+    protocol: str = "longrm"
+    thinking: bool = False
+    rope_scaling: str | None = None
+    ablate_context: str | None = None  # None, "swap" or "empty"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,7 +117,9 @@ def _judge(rm: RewardModel, item: Item, index: int, order: list[int]) -> Predict
     """Return the prediction of one item in one display order; failures become error records."""
     start = time.perf_counter()
     try:
-        verdict = rm.rank(item.prompt, [item.candidates[c] for c in order])
+        verdict = rm.rank_item(
+            item.prompt, [item.candidates[c] for c in order], pairwise=item.is_pairwise
+        )
     except Exception as err:  # one bad item must not end a long run: record it and go on
         verdict = Verdict(ranking=None, error=f"{type(err).__name__}: {err}")
     return Prediction(
@@ -135,15 +150,25 @@ class RunOutcome:
     results: dict[str, Any]
     resumed: int
     judged: int
+    ablated: list[Prediction] = field(default_factory=list)
+
+
+Job = tuple[Item, int, list[int], Path]
+OrderPlan = Callable[[Item], list[list[int]]]
 
 
 def _pending(
-    items: Sequence[Item], orders: int, seed: int, done: set[tuple[str, int]]
-) -> Iterator[tuple[Item, int, list[int]]]:
+    items: Sequence[Item], plan: OrderPlan, done: set[tuple[str, int]], path: Path
+) -> Iterator[Job]:
     for item in items:
-        for index, order in enumerate(display_orders(item, orders, seed)):
+        for index, order in enumerate(plan(item)):
             if (item.key, index) not in done:
-                yield item, index, order
+                yield item, index, order, path
+
+
+def _current(path: Path, selected: set[str], orders: int) -> list[Prediction]:
+    """Return the records of a predictions file for the selected items and orders."""
+    return [p for p in read_predictions(path) if p.key in selected and p.order_index < orders]
 
 
 def evaluate(
@@ -153,66 +178,93 @@ def evaluate(
     settings: EvalSettings,
     on_start: Callable[[int, int], None] | None = None,
     on_record: Callable[[Prediction], None] | None = None,
+    *,
+    ablated_items: Sequence[Item] | None = None,
+    order_plan: OrderPlan | None = None,
+    retry_errors: bool = True,
 ) -> RunOutcome:
     """Judge every item in its display orders, appending to out/predictions.jsonl, and return
     the results over the selected items (also written to out/results.json).
 
+    `ablated_items` (the same items with their context ablated) are judged in the same orders
+    into out/predictions_ablated.jsonl, and the results gain a `context_ablation` block.
+    `order_plan(item)` replaces the seeded display orders (the authors' protocol has its own).
+    With `retry_errors`, records that ended in an error are judged again on resume.
     `on_start(total, already_done)` and `on_record(prediction)` let a caller show progress.
     """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     _check_settings(folder, settings)
-    path = folder / PREDICTIONS
-    _repair_torn_tail(path)
+    plan: OrderPlan = order_plan or (
+        lambda item: display_orders(item, settings.orders, settings.seed)
+    )
     selected = {item.key for item in items}
-    previous = [
-        p for p in read_predictions(path) if p.key in selected and p.order_index < settings.orders
-    ]
-    done = {(p.key, p.order_index) for p in previous}
-    jobs = list(_pending(items, settings.orders, settings.seed, done))
+    n_orders = max((len(plan(item)) for item in items), default=0)
+    passes = [(folder / PREDICTIONS, items)]
+    if ablated_items is not None:
+        passes.append((folder / PREDICTIONS_ABLATED, ablated_items))
+    jobs: list[Job] = []
+    resumed = 0
+    for path, pass_items in passes:
+        _repair_torn_tail(path)
+        previous = _current(path, selected, n_orders)
+        done = {(p.key, p.order_index) for p in latest_records(previous)}
+        if retry_errors:
+            done -= {(p.key, p.order_index) for p in latest_records(previous) if p.error}
+        resumed += len(done)
+        jobs += list(_pending(pass_items, plan, done, path))
     if on_start:
-        on_start(len(jobs) + len(done), len(done))
+        on_start(len(jobs) + resumed, resumed)
     lock = threading.Lock()
 
-    def record(pred: Prediction) -> None:
+    def record(pred: Prediction, path: Path) -> None:
         with lock:
             append_predictions(path, [pred])
         if on_record:
             on_record(pred)
 
     if rm.max_concurrency <= 1:
-        for item, index, order in jobs:
-            record(_judge(rm, item, index, order))
+        for item, index, order, path in jobs:
+            record(_judge(rm, item, index, order), path)
     else:
         _run_concurrently(rm, jobs, record)
-    predictions = [
-        p for p in read_predictions(path) if p.key in selected and p.order_index < settings.orders
-    ]
+    predictions = _current(folder / PREDICTIONS, selected, n_orders)
     results = compute_results(predictions)
+    ablated: list[Prediction] = []
+    if ablated_items is not None:
+        ablated = _current(folder / PREDICTIONS_ABLATED, selected, n_orders)
+        results["context_ablation"] = {
+            "method": settings.ablate_context,
+            **context_reliance(predictions, ablated),
+            "errors": sum(p.error is not None for p in latest_records(ablated)),
+        }
     results["settings"] = asdict(settings)
-    results["throughput"] = throughput(predictions)
+    results["throughput"] = throughput(predictions + ablated)
     (folder / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return RunOutcome(predictions, results, resumed=len(done), judged=len(jobs))
+    return RunOutcome(predictions, results, resumed=resumed, judged=len(jobs), ablated=ablated)
 
 
 def _run_concurrently(
-    rm: RewardModel,
-    jobs: list[tuple[Item, int, list[int]]],
-    record: Callable[[Prediction], None],
+    rm: RewardModel, jobs: list[Job], record: Callable[[Prediction, Path], None]
 ) -> None:
     """Keep at most rm.max_concurrency calls in flight; record each as it completes."""
     queue = iter(jobs)
     with ThreadPoolExecutor(max_workers=rm.max_concurrency) as pool:
-        running: set[Future[Prediction]] = set()
+        running: dict[Future[Prediction], Path] = {}
+
+        def submit(job: Job) -> None:
+            item, index, order, path = job
+            running[pool.submit(_judge, rm, item, index, order)] = path
+
         for job in itertools.islice(queue, rm.max_concurrency):
-            running.add(pool.submit(_judge, rm, *job))
+            submit(job)
         while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                record(fut.result())
+                record(fut.result(), running.pop(fut))
                 nxt = next(queue, None)
                 if nxt is not None:
-                    running.add(pool.submit(_judge, rm, *nxt))
+                    submit(nxt)
 
 
 def throughput(predictions: Sequence[Prediction]) -> dict[str, float]:

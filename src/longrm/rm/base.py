@@ -55,6 +55,14 @@ class RewardModel(ABC):
     def score(self, prompt: Messages, response: str) -> float:
         """Return a pointwise reward of one response (higher is better)."""
 
+    def rank_item(self, prompt: Messages, responses: Sequence[str], *, pairwise: bool) -> Verdict:
+        """Return the verdict on a benchmark item shown in this order.
+
+        `pairwise` says whether the item is a pair or a Best-of-N ranking (which can also hold two
+        candidates); judges that word the two differently override this, others just rank.
+        """
+        return self.rank(prompt, responses)
+
     def compare(self, prompt: Messages, first: str, second: str) -> Verdict:
         """Return a pairwise verdict: ranking [0, 1] means `first` is better."""
         return self.rank(prompt, [first, second])

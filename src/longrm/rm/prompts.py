@@ -12,7 +12,9 @@ from pathlib import Path
 
 from longrm.items import Messages
 
-_PLACEHOLDER = re.compile(r"\{(task|responses|response|letters|example)\}")
+_PLACEHOLDER = re.compile(
+    r"\{(task|task_plain|responses|response|letters|example|pattern|n|letter|number|answer)\}"
+)
 _KEYS = (
     "pairwise_system",
     "pairwise_user",
@@ -20,6 +22,8 @@ _KEYS = (
     "rank_user",
     "score_system",
     "score_user",
+    "answer_block",
+    "answer_separator",
 )
 
 
@@ -42,6 +46,11 @@ def fill(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+def ranking_pattern(n: int) -> str:
+    """Return the ranking format in letter order, [[A>B>C]]: the authors' `{pattern}`."""
+    return "[[" + ">".join(letters(n)) + "]]"
+
+
 def render_task(prompt: Messages) -> str:
     """Return the task prompt as one text: a lone user message as is, otherwise role-labelled."""
     if len(prompt) == 1:
@@ -49,12 +58,11 @@ def render_task(prompt: Messages) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
-def render_responses(responses: Sequence[str]) -> str:
-    """Return the responses block, each between lettered markers."""
-    return "\n\n".join(
-        f"[Answer {letter}]\n{text}\n[End of answer {letter}]"
-        for letter, text in zip(letters(len(responses)), responses, strict=True)
-    )
+def render_task_plain(prompt: Messages) -> str:
+    """Return the contents of all task messages joined by blank lines, roles dropped (as the
+    authors' judge sees the task).
+    """
+    return "\n\n".join(m["content"] for m in prompt)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class PromptSet:
     rank_user: str
     score_system: str
     score_user: str
+    answer_block: str
+    answer_separator: str
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PromptSet:
@@ -84,20 +94,37 @@ class PromptSet:
             values.update(user)
         return cls(**{k: values[k] for k in _KEYS})
 
-    def judge_messages(self, prompt: Messages, responses: Sequence[str]) -> Messages:
-        """Return the chat asking for a pairwise verdict (n == 2) or a ranking (n > 2)."""
+    def render_responses(self, responses: Sequence[str]) -> str:
+        """Return the responses block: `answer_block` per response, joined by the separator."""
+        return self.answer_separator.join(
+            fill(self.answer_block, letter=letter, number=str(i + 1), answer=text)
+            for i, (letter, text) in enumerate(zip(letters(len(responses)), responses, strict=True))
+        )
+
+    def judge_messages(
+        self, prompt: Messages, responses: Sequence[str], as_ranking: bool | None = None
+    ) -> Messages:
+        """Return the chat asking for a pairwise verdict or a ranking.
+
+        `as_ranking` None asks pairs for a pairwise verdict and more responses for a ranking;
+        True asks for a ranking even of two (Best-of-2 items under the authors' protocol).
+        """
         n = len(responses)
         tags = letters(n)
         values = {
             "task": render_task(prompt),
-            "responses": render_responses(responses),
+            "task_plain": render_task_plain(prompt),
+            "responses": self.render_responses(responses),
             "letters": ", ".join(tags),
             "example": example_verdict(n),
+            "pattern": ranking_pattern(n),
+            "n": str(n),
         }
+        ranking = n > 2 if as_ranking is None else as_ranking
         system, user = (
-            (self.pairwise_system, self.pairwise_user)
-            if n == 2
-            else (self.rank_system, self.rank_user)
+            (self.rank_system, self.rank_user)
+            if ranking
+            else (self.pairwise_system, self.pairwise_user)
         )
         return [
             {"role": "system", "content": fill(system, **values)},
@@ -106,7 +133,11 @@ class PromptSet:
 
     def score_messages(self, prompt: Messages, response: str) -> Messages:
         """Return the chat asking for a pointwise `[Analysis] ... [Score: n]` judgment."""
-        values = {"task": render_task(prompt), "response": response}
+        values = {
+            "task": render_task(prompt),
+            "task_plain": render_task_plain(prompt),
+            "response": response,
+        }
         return [
             {"role": "system", "content": fill(self.score_system, **values)},
             {"role": "user", "content": fill(self.score_user, **values)},
