@@ -14,11 +14,24 @@ from typing import Literal
 
 import torch
 
+from longrm.evaluate.protocol import check_protocol, paper_cut
 from longrm.items import Messages
 from longrm.rm.base import RewardModel, Verdict
-from longrm.rm.hf_common import HFBackend, LoadedModel, encode, fit_prompt, render_chat
+from longrm.rm.hf_common import (
+    HFBackend,
+    LoadedModel,
+    PromptTooLongError,
+    encode,
+    fit_prompt,
+    render_chat,
+)
 from longrm.rm.prompts import PromptSet
-from longrm.rm.verdicts import parse_ranking, parse_score, verdict_strings
+from longrm.rm.verdicts import (
+    parse_paper_verdict,
+    parse_ranking,
+    parse_score,
+    verdict_strings,
+)
 
 VerdictMode = Literal["generate", "logprob"]
 _LOGPROB_RESERVE = 24  # tokens kept free for the longest verdict string
@@ -34,10 +47,12 @@ class JudgeRewardModel(HFBackend, RewardModel):
         prompts: PromptSet | None = None,
         max_new_tokens: int = 256,
         prefix_cache: bool = True,
+        protocol: str = "longrm",
     ) -> None:
         super().__init__(loaded, prefix_cache)
         if verdict not in ("generate", "logprob"):
             raise ValueError(f"unknown verdict mode {verdict!r}: use generate or logprob")
+        self.protocol = check_protocol(protocol)
         self.verdict = verdict
         self.prompts = prompts or PromptSet.load()
         self.max_new_tokens = max_new_tokens
@@ -52,7 +67,19 @@ class JudgeRewardModel(HFBackend, RewardModel):
     def _fit(
         self, prompt: Messages, build: Callable[[Messages], Messages]
     ) -> tuple[list[int], bool]:
-        """Return the judge's prompt ids, cutting the task's context to leave room to answer."""
+        """Return the judge's prompt ids, cutting the task's context to leave room to answer.
+
+        Under the authors' protocol the templated prompt is cut by their rule instead (head and
+        tail of 131,072+ token prompts), and a prompt still over the window is an error.
+        """
+        if self.protocol == "paper":
+            ids, cut = paper_cut(self._prompt_ids(build(prompt)))
+            if len(ids) + self._reserve() > self.window:
+                raise PromptTooLongError(
+                    f"the prompt needs {len(ids)} tokens plus {self._reserve()} to answer and the "
+                    f"window is {self.window}: raise --max-length (with --rope-scaling)"
+                )
+            return ids, cut
 
         def size(p: Messages) -> int:
             return len(self._prompt_ids(build(p)))
@@ -82,17 +109,24 @@ class JudgeRewardModel(HFBackend, RewardModel):
 
     def rank(self, prompt: Messages, responses: Sequence[str]) -> Verdict:
         """Return the judge's verdict over responses in this display order."""
+        return self.rank_item(prompt, responses, pairwise=len(responses) == 2)
+
+    def rank_item(self, prompt: Messages, responses: Sequence[str], *, pairwise: bool) -> Verdict:
+        """Return the verdict on an item; the authors' protocol asks Best-of-2 for a ranking."""
         n = len(responses)
-        ids, truncated = self._fit(prompt, lambda p: self.prompts.judge_messages(p, responses))
+        as_ranking = not pairwise if self.protocol == "paper" else None
+        ids, truncated = self._fit(
+            prompt, lambda p: self.prompts.judge_messages(p, responses, as_ranking)
+        )
         if self.verdict == "generate":
             text = self._generate(ids)
-            return Verdict(
-                ranking=parse_ranking(text, n),
-                text=text,
-                truncated=truncated,
-                prompt_tokens=len(ids),
+            ranking = (
+                parse_paper_verdict(text, pairwise=not as_ranking)
+                if self.protocol == "paper"
+                else parse_ranking(text, n)
             )
-        options = verdict_strings(n)
+            return Verdict(ranking=ranking, text=text, truncated=truncated, prompt_tokens=len(ids))
+        options = verdict_strings(n, as_ranking=bool(as_ranking))
         logps = self._continuation_logprobs(ids, [s for s, _ in options])
         probs = torch.softmax(torch.tensor(logps), dim=0).tolist()
         best = max(range(len(options)), key=lambda i: probs[i])

@@ -29,6 +29,11 @@ class RewardModelOptions:
     concurrency: int = 8  # openai only
     timeout: float = 600.0  # openai only
     retries: int = 3  # openai only
+    protocol: str = "longrm"  # judge kinds: "paper" parses and cuts by the authors' rules
+    thinking: bool = False  # judges whose chat template can think (Qwen3 enable_thinking)
+    rope_scaling: str | None = None  # e.g. "yarn:4"; applied when max_length passes the window
+    prefill: bool = False  # openai: continue an assistant message that opens the verdict
+    openai_params: str | None = None  # openai: a JSON object or a named request profile
 
 
 def resolve_kind(spec: str | None, kind: str | None) -> str:
@@ -91,4 +96,5 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
         prompts=prompts,
         max_new_tokens=opts.max_new_tokens,
         prefix_cache=opts.prefix_cache,
+        protocol=opts.protocol,
     )
