@@ -239,6 +239,7 @@ def evaluate(
             "errors": sum(p.error is not None for p in latest_records(ablated)),
         }
     results["settings"] = asdict(settings)
+    results["model"] = rm.info()
     results["throughput"] = throughput(predictions + ablated)
     (folder / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return RunOutcome(predictions, results, resumed=resumed, judged=len(jobs), ablated=ablated)

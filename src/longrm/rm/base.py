@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from longrm.items import Messages
 
@@ -66,6 +67,10 @@ class RewardModel(ABC):
     def compare(self, prompt: Messages, first: str, second: str) -> Verdict:
         """Return a pairwise verdict: ranking [0, 1] means `first` is better."""
         return self.rank(prompt, [first, second])
+
+    def info(self) -> dict[str, Any]:
+        """Return what a run should record about the model as loaded (window, scaling...)."""
+        return {"name": self.name}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (servers, thread pools); the default holds none."""
