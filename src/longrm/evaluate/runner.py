@@ -105,7 +105,11 @@ def _check_settings(out: Path, settings: EvalSettings) -> None:
             k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v and k != "name"
         }
         if diff and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
-            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            changes = ", ".join(
+                f"{k}: {a!r} -> {b!r}"
+                + (" (the benchmark's content differs)" * (k == "bench_hash"))
+                for k, (a, b) in diff.items()
+            )
             raise RunMismatchError(
                 f"{out} holds predictions made with other settings ({changes}); "
                 "use another --out, or delete that folder to start over"
