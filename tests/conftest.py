@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -82,9 +84,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """Start `python -m llama_cpp.server` on the default model; yield its base URL."""
+class LlamaServer(str):
+    """A running `llama_cpp.server`: its base URL (a str, so specs can be formatted from it),
+    with the process and the log that explain a request that failed because the server died.
+    """
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def __new__(cls, url: str, process: subprocess.Popen[bytes], log_path: Path) -> LlamaServer:
+        server = super().__new__(cls, url)
+        server.process, server.log_path = process, log_path
+        return server
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the last `lines` lines of the server's log."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def exit_report(self, wait: float = 0.0) -> str | None:
+        """Return 'llama_cpp.server exited with code X; log tail: ...' if it has exited, else None.
+
+        `wait` gives a process whose sockets are already closed time to be reaped.
+        """
+        try:
+            code = self.process.wait(timeout=wait) if wait > 0 else self.process.poll()
+        except subprocess.TimeoutExpired:
+            return None
+        if code is None:
+            return None
+        name = ""
+        if -code in signal.valid_signals():
+            name = f" ({signal.Signals(-code).name})"
+        return f"llama_cpp.server exited with code {code}{name}; log tail:\n{self.log_tail()}"
+
+
+def _no_core_dump() -> None:
+    """Return None; keeps a crashing test server from writing a ~1 GB core file."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@contextmanager
+def start_llama_server(log_path: Path, startup_s: float = 60.0) -> Iterator[LlamaServer]:
+    """Yield a `llama_cpp.server` on the default model once it answers; stop it on exit."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not installed (pip install 'longrm[server-test]')")
     from longrm.models import default_model_gguf
@@ -107,29 +149,66 @@ def llama_server() -> Iterator[str]:
         "--seed",
         "0",
     ]
-    base_url = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace")[-3000:]
-                    pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{tail}")
-                try:
-                    if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not answer /v1/models within 60 s")
-                time.sleep(0.2)
-            yield base_url
-        finally:
-            process.terminate()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_no_core_dump
+        )
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", process, log_path)
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            report = server.exit_report()
+            if report is not None:
+                pytest.fail(f"before answering, {report}")
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                if httpx.get(f"{server}/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"llama_cpp.server did not answer /v1/models within {startup_s:.0f} s; "
+                    f"log tail:\n{server.log_tail()}"
+                )
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """Start `python -m llama_cpp.server` on the default model; yield it (its base URL).
+
+    A test that uses it and fails after the server died gets the exit code and the log's tail
+    appended to its failure (see `pytest_runtest_makereport`).
+    """
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with start_llama_server(log_path) as server:
+        yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Return nothing; appends the server's exit code and log tail to failures after it died.
+
+    Without this, a crashed server (llama.cpp's SIGSEGV on CPUs with AMX, say) shows up as a
+    bare `APIConnectionError` in whatever test ran next.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    server = getattr(item, "funcargs", {}).get("llama_server")
+    if not (report.failed and isinstance(server, LlamaServer)):
+        return
+    note = server.exit_report(wait=2.0)
+    if note is None:
+        return
+    if hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection("llama_cpp.server", note)
+    else:
+        report.sections.append(("llama_cpp.server", note))

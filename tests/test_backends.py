@@ -107,3 +107,21 @@ def test_prompt_file_overrides(tiny_causal: str, tmp_path: Path) -> None:
     bad.write_text('pairwise_usr = "x"\n')
     with pytest.raises(ValueError, match="unknown prompt keys"):
         _load(tiny_causal, kind="judge", prompts_file=bad)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_batched_verdicts_equal_one_pass_each(tiny_causal: str, n: int) -> None:
+    rm = _load(tiny_causal, kind="judge", verdict="logprob")
+    responses = [GOOD, BAD, MEH, GOOD + " " + MEH][:n]
+    batched = rm.rank(PROMPT, responses)
+    computed = rm.runner.tokens_computed
+    rm.batch_verdicts = False
+    sequential = rm.rank(PROMPT, responses)
+    assert batched.scores == pytest.approx(sequential.scores, abs=1e-5)
+    assert batched.ranking == sequential.ranking and batched.text == sequential.text
+    # one pass over the verdicts' prefix tree costs fewer tokens than a pass per verdict
+    assert computed - batched.prompt_tokens < rm.runner.tokens_computed - computed
+    rm.batch_verdicts = True
+    pointwise = rm.score(PROMPT, GOOD)
+    rm.batch_verdicts = False
+    assert pointwise == pytest.approx(rm.score(PROMPT, GOOD), abs=1e-5)

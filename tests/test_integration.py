@@ -15,12 +15,12 @@ from conftest import OFFICIAL
 pytestmark = pytest.mark.integration
 
 
-def _longrm(*args: str) -> str:
+def _longrm(*args: str, code: int = 0) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "longrm", *args], capture_output=True, text=True, timeout=900
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    assert done.returncode == code, done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,13 @@ def test_openai_backend_records_errors_when_the_server_is_gone(tmp_path: Path) -
     from conftest import free_port
 
     spec = f"openai:m@http://127.0.0.1:{free_port()}/v1"
-    _longrm(
+    args = (
         "eval", "--model", spec, "--bench", str(OFFICIAL), "--out", str(tmp_path),
         "--retries", "0", "--timeout", "2",
     )  # fmt: skip
+    text = _longrm(*args, code=2)  # the run ends with errors: it says so and fails
+    assert "8 records ended in an error" in text.replace("\n", " ")
     res = _results(tmp_path)
-    assert res["errors"] == 8 and res["parse_failure_rate"] == 1.0
+    assert res["errors"] == 8 and res["error_rate"] == 1.0
+    assert res["parse_failure_rate"] is None  # no record was answered
+    _longrm(*args, "--allow-errors")

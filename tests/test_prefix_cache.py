@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Lfm2Config,
+    Lfm2ForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedModel,
+)
 
 from longrm.rm.prefix_cache import PrefixForward, common_prefix_length
 
@@ -60,3 +71,151 @@ def test_classifier_scores_match(tiny_scalar: str) -> None:
             want = model(torch.tensor([ids])).logits
         assert got.shape == (1, 1)
         assert torch.allclose(got, want, atol=1e-5)
+
+
+class _FailOnce:
+    """A forward (pre-)hook that raises on its `at`-th call and never again."""
+
+    def __init__(self, at: int = 1) -> None:
+        self.calls, self.at = 0, at
+
+    def __call__(self, *_: object) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("injected failure")
+
+
+def test_failed_forward_leaves_no_half_updated_cache(tiny_causal: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    runner = PrefixForward(model, enabled=True)
+    prompt = list(range(100, 400))
+    runner.forward(prompt + [5, 6], 290)
+    # layer 0 appends the new tokens to its cache, then layer 1 fails before its own update
+    handle = model.model.layers[1].register_forward_pre_hook(_FailOnce())
+    with pytest.raises(RuntimeError, match="injected"):
+        runner.forward(prompt + [7, 8, 9], 299)
+    for ids in (prompt + [7, 8, 9], prompt[:200] + [3]):
+        got = runner.forward(ids, len(ids) - 3)
+        with torch.no_grad():
+            want = model(torch.tensor([ids])).logits[0, len(ids) - 3 :]
+        assert torch.allclose(got, want, atol=1e-4)
+    handle.remove()
+
+
+def test_failed_generate_leaves_no_half_updated_cache(tiny_causal: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    cached, plain = PrefixForward(model, True), PrefixForward(model, False)
+    a = list(range(300, 500))
+    cached.generate(a, max_new_tokens=4, do_sample=False)
+    # fails at the third decoding step, after the cache grew by the prompt's tail and two tokens
+    handle = model.model.layers[0].register_forward_hook(_FailOnce(at=3))
+    with pytest.raises(RuntimeError, match="injected"):
+        cached.generate(a[:150] + list(range(900, 940)), max_new_tokens=6, do_sample=False)
+    for ids in (a[:150] + list(range(900, 940)), a):
+        assert cached.generate(ids, max_new_tokens=6, do_sample=False) == plain.generate(
+            ids, max_new_tokens=6, do_sample=False
+        )
+    handle.remove()
+
+
+def _sliding(kind: str, window: int) -> PreTrainedModel:
+    """Return a tiny random model whose attention window is `window` tokens."""
+    torch.manual_seed(0)
+    common = dict(
+        vocab_size=600,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        sliding_window=window,
+    )
+    if kind == "mistral":  # every layer slides
+        return MistralForCausalLM(MistralConfig(**common)).eval()
+    # Gemma-2: sliding and full layers alternate
+    return Gemma2ForCausalLM(Gemma2Config(head_dim=16, **common)).eval()
+
+
+@pytest.mark.parametrize("kind", ["mistral", "gemma2"])
+def test_sliding_window_models_crop_exactly(kind: str) -> None:
+    model = _sliding(kind, window=32)
+    wide = _sliding(kind, window=4096)  # same weights, a window wider than every prompt
+    wide.load_state_dict(model.state_dict())
+    runner = PrefixForward(model, enabled=True)
+    assert runner.enabled and runner.disabled_reason is None
+    prompt = list(range(100, 300))  # 200 tokens: six windows
+    calls = [(prompt + [5, 6, 7], 190), (prompt + [8, 9], 195), (prompt[:120] + [11, 12], 100)]
+    for ids, start in calls:
+        got = runner.forward(ids, start)
+        with torch.no_grad():
+            want = model(torch.tensor([ids])).logits[0, start:]
+            unwindowed = wide(torch.tensor([ids])).logits[0, start:]
+        assert torch.allclose(got, want, atol=1e-4)
+        assert not torch.allclose(got, unwindowed, atol=1e-2)  # the window shaped the numbers
+    assert runner.tokens_reused == 195 + 100
+    plain = PrefixForward(model, enabled=False)
+    for ids in (prompt, prompt[:150] + [3, 4, 5], prompt):
+        assert runner.generate(ids, max_new_tokens=5, do_sample=False) == plain.generate(
+            ids, max_new_tokens=5, do_sample=False
+        )
+    # a prefix tree would cross the window: verdicts fall back to one pass each, same numbers
+    conts = [[5, 6, 7], [5, 6, 8], [9]]
+    tree = runner.continuation_logprobs(prompt, conts, tree=True)
+    assert tree == pytest.approx(runner.continuation_logprobs(prompt, conts, tree=False), abs=1e-4)
+
+
+def test_uncroppable_layers_run_uncached() -> None:
+    torch.manual_seed(0)
+    config = Lfm2Config(
+        vocab_size=600,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        layer_types=["conv", "full_attention"],
+    )
+    model = Lfm2ForCausalLM(config).eval()
+    runner = PrefixForward(model, enabled=True)
+    assert not runner.enabled and "conv" in str(runner.disabled_reason)
+    prompt = list(range(100, 200))
+    for ids in (prompt + [5, 6], prompt + [7, 8]):
+        got = runner.forward(ids, 90)
+        with torch.no_grad():
+            want = model(torch.tensor([ids])).logits[0, 90:]
+        assert torch.allclose(got, want, atol=1e-4)
+    assert runner.tokens_reused == 0
+    assert PrefixForward(model, enabled=False).disabled_reason is None  # nothing was asked
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_prefix_tree_logprobs_equal_one_pass_each(tiny_causal: str, attn: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal, attn_implementation=attn).eval()
+    runner = PrefixForward(model, enabled=True)
+    prompt = list(range(100, 400))
+    # shared prefixes, a continuation that is a prefix of another, one token, and none
+    conts = [[5, 6, 7, 8], [5, 6, 9], [5, 11], [12], [5, 6, 7, 8, 13], []]
+    before = runner.tokens_computed
+    tree = runner.continuation_logprobs(prompt, conts, tree=True)
+    tree_cost = runner.tokens_computed - before
+    one_by_one = runner.continuation_logprobs(prompt, conts, tree=False)
+    assert tree == pytest.approx(one_by_one, abs=1e-4)
+    assert tree[-1] == 0.0 and len(set(tree)) == len(tree)
+    # the prompt once, then the tree's inner nodes 5, 5-6, 5-6-7, 5-6-7-8 (leaves never run)
+    assert tree_cost == 300 + 4
+    with torch.no_grad():  # and both agree with a plain forward over the whole sequence
+        ids = prompt + conts[0]
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, 299:-1], dim=-1)
+    want = float(logp.gather(1, torch.tensor(conts[0])[:, None]).sum())
+    assert tree[0] == pytest.approx(want, abs=1e-4)
+    # a prompt sharing 250 tokens: its 30-token tail runs in the same pass as the tree
+    other = prompt[:250] + list(range(900, 930))
+    before = runner.tokens_computed
+    tree = runner.continuation_logprobs(other, conts, tree=True)
+    assert runner.tokens_computed - before == 30 + 4
+    assert tree == pytest.approx(runner.continuation_logprobs(other, conts, tree=False), abs=1e-4)
+    # the prompt's cache is intact: the next call reuses it
+    before = runner.tokens_reused
+    assert runner.forward(other + [3], 280).shape == (1, model.config.vocab_size)
+    assert runner.tokens_reused - before == 280

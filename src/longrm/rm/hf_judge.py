@@ -48,8 +48,9 @@ class JudgeRewardModel(HFBackend, RewardModel):
         max_new_tokens: int = 256,
         prefix_cache: bool = True,
         protocol: str = "longrm",
+        thinking: bool = False,
     ) -> None:
-        super().__init__(loaded, prefix_cache)
+        super().__init__(loaded, prefix_cache, thinking)
         if verdict not in ("generate", "logprob"):
             raise ValueError(f"unknown verdict mode {verdict!r}: use generate or logprob")
         self.protocol = check_protocol(protocol)
@@ -57,12 +58,13 @@ class JudgeRewardModel(HFBackend, RewardModel):
         self.prompts = prompts or PromptSet.load()
         self.max_new_tokens = max_new_tokens
         self.name = loaded.path
+        self.batch_verdicts = True  # False scores verdict strings one pass each (the reference)
 
     def _reserve(self) -> int:
         return self.max_new_tokens if self.verdict == "generate" else _LOGPROB_RESERVE
 
     def _prompt_ids(self, messages: Messages) -> list[int]:
-        return encode(self.tokenizer, render_chat(self.tokenizer, messages, True))
+        return encode(self.tokenizer, render_chat(self.tokenizer, messages, True, self.thinking))
 
     def _fit(
         self, prompt: Messages, build: Callable[[Messages], Messages]
@@ -97,15 +99,11 @@ class JudgeRewardModel(HFBackend, RewardModel):
         return str(self.tokenizer.decode(new, skip_special_tokens=True))
 
     def _continuation_logprobs(self, ids: list[int], continuations: list[str]) -> list[float]:
-        """Return log P(continuation | ids) for each string, reusing the prompt's cache."""
-        out = []
-        for text in continuations:
-            cont = encode(self.tokenizer, text)
-            logits = self.runner.forward(ids + cont, len(ids) - 1)[:-1]
-            logprobs = torch.log_softmax(logits, dim=-1)
-            target = torch.tensor(cont, device=logprobs.device)[:, None]
-            out.append(float(logprobs.gather(1, target).sum()))
-        return out
+        """Return log P(continuation | ids) for each string, all scored in one pass over the
+        prompt's cache (a prefix tree of the strings' tokens) where the model allows it.
+        """
+        conts = [encode(self.tokenizer, text) for text in continuations]
+        return self.runner.continuation_logprobs(ids, conts, tree=self.batch_verdicts)
 
     def rank(self, prompt: Messages, responses: Sequence[str]) -> Verdict:
         """Return the judge's verdict over responses in this display order."""

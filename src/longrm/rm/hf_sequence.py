@@ -11,27 +11,40 @@ import torch
 
 from longrm.items import Messages
 from longrm.rm.base import RewardModel, Verdict, ranking_from_scores
-from longrm.rm.hf_common import HFBackend, LoadedModel, encode, fit_prompt, render_chat
+from longrm.rm.hf_common import HFBackend, LoadedModel, chat_ids, fit_prompt
+from longrm.rm.prefix_cache import common_prefix_length
 
 
 class SequenceScorer(HFBackend, RewardModel):
     """Scores prompt + response sequences; subclasses say what number a sequence gets."""
 
-    def __init__(self, loaded: LoadedModel, prefix_cache: bool = True) -> None:
-        super().__init__(loaded, prefix_cache)
+    def __init__(
+        self, loaded: LoadedModel, prefix_cache: bool = True, thinking: bool = False
+    ) -> None:
+        super().__init__(loaded, prefix_cache, thinking)
         self.name = loaded.path
 
-    def _split(self, prompt: Messages, response: str) -> tuple[list[int], list[int]]:
-        """Return (prompt ids, response ids): the prompt's ids are the same for every response."""
-        prefix = render_chat(self.tokenizer, prompt, add_generation_prompt=True)
-        full = render_chat(
+    def _split(
+        self, prompt: Messages, response: str, head: list[int] | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Return (prompt ids, response ids): together exactly the ids the chat template gives
+        (prompt, response), split where they stop agreeing with the prompt's own ids (`head`,
+        the template's ids of the prompt with the generation prompt, computed when not given).
+        """
+        full = chat_ids(
             self.tokenizer,
             [*prompt, {"role": "assistant", "content": response}],
             add_generation_prompt=False,
+            thinking=self.thinking,
         )
-        if not full.startswith(prefix):  # a template that rewrites earlier turns
-            return encode(self.tokenizer, prefix), encode(self.tokenizer, response)
-        return encode(self.tokenizer, prefix), encode(self.tokenizer, full[len(prefix) :].rstrip())
+        if head is None:
+            head = self._head(prompt)
+        k = common_prefix_length(head, full)
+        return full[:k], full[k:]
+
+    def _head(self, prompt: Messages) -> list[int]:
+        """Return the template's ids of the prompt up to where the response starts."""
+        return chat_ids(self.tokenizer, prompt, add_generation_prompt=True, thinking=self.thinking)
 
     def _score_ids(self, prompt_ids: list[int], response_ids: list[int]) -> float:
         raise NotImplementedError
@@ -45,10 +58,11 @@ class SequenceScorer(HFBackend, RewardModel):
             return len(a) + len(b)
 
         prompt, truncated = fit_prompt(self.tokenizer, prompt, size, self.window)
+        head = self._head(prompt)
         values = []
         prompt_ids: list[int] = []
         for response in responses:
-            prompt_ids, response_ids = self._split(prompt, response)
+            prompt_ids, response_ids = self._split(prompt, response, head)
             values.append(self._score_ids(prompt_ids, response_ids))
         return values, truncated, len(prompt_ids)
 
@@ -87,7 +101,7 @@ class LikelihoodRewardModel(SequenceScorer):
     """
 
     def _score_ids(self, prompt_ids: list[int], response_ids: list[int]) -> float:
-        if not response_ids:
+        if not response_ids or not prompt_ids:  # nothing to score, or no position to score from
             return float("-inf")
         ids = prompt_ids + response_ids
         logits = self.runner.forward(ids, len(prompt_ids) - 1)[:-1]

@@ -58,7 +58,7 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
     kind = resolve_kind(spec, opts.kind)
     prompts = PromptSet.load(opts.prompts_file)
     if kind == "openai":
-        from longrm.rm.openai_api import OpenAIJudge, parse_openai_spec
+        from longrm.rm.openai_api import OpenAIJudge, parse_openai_params, parse_openai_spec
 
         name, url = parse_openai_spec(spec or "")
         return OpenAIJudge(
@@ -70,6 +70,9 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
             max_retries=opts.retries,
             timeout=opts.timeout,
             max_tokens=opts.max_new_tokens,
+            prefill=opts.prefill,
+            request_params=parse_openai_params(opts.openai_params),
+            protocol=opts.protocol,
         )
     from longrm.rm.hf_common import load_hf
 
@@ -79,15 +82,16 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
         dtype=opts.dtype,
         max_length=opts.max_length,
         attn_implementation=opts.attn_implementation,
+        rope_scaling=opts.rope_scaling,
     )
     if kind == "scalar":
         from longrm.rm.hf_sequence import ScalarRewardModel
 
-        return ScalarRewardModel(loaded, prefix_cache=opts.prefix_cache)
+        return ScalarRewardModel(loaded, prefix_cache=opts.prefix_cache, thinking=opts.thinking)
     if kind == "likelihood":
         from longrm.rm.hf_sequence import LikelihoodRewardModel
 
-        return LikelihoodRewardModel(loaded, prefix_cache=opts.prefix_cache)
+        return LikelihoodRewardModel(loaded, prefix_cache=opts.prefix_cache, thinking=opts.thinking)
     from longrm.rm.hf_judge import JudgeRewardModel
 
     return JudgeRewardModel(
@@ -97,4 +101,5 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
         max_new_tokens=opts.max_new_tokens,
         prefix_cache=opts.prefix_cache,
         protocol=opts.protocol,
+        thinking=opts.thinking,
     )

@@ -34,11 +34,13 @@ def letters(n: int) -> list[str]:
     return list(string.ascii_uppercase[:n])
 
 
-def example_verdict(n: int) -> str:
-    """Return the verdict shown to the judge as the format to use: [[A]], or a full ranking
-    listed in reverse ([[C>B>A]]) so the example does not suggest an answer order.
+def example_verdict(n: int, as_ranking: bool | None = None) -> str:
+    """Return the verdict shown to the judge as the format to use: [[A]] for a pair, or a full
+    ranking listed in reverse ([[C>B>A]]) so the example does not suggest an answer order.
+    `as_ranking` True asks for a ranking even of two (see `judge_messages`).
     """
-    return "[[A]]" if n == 2 else "[[" + ">".join(reversed(letters(n))) + "]]"
+    ranking = n > 2 if as_ranking is None else as_ranking
+    return "[[" + ">".join(reversed(letters(n))) + "]]" if ranking else "[[A]]"
 
 
 def fill(template: str, **values: str) -> str:
@@ -116,7 +118,7 @@ class PromptSet:
             "task_plain": render_task_plain(prompt),
             "responses": self.render_responses(responses),
             "letters": ", ".join(tags),
-            "example": example_verdict(n),
+            "example": example_verdict(n, as_ranking),
             "pattern": ranking_pattern(n),
             "n": str(n),
         }
