@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -12,13 +13,28 @@ from typing import Any
 
 import pytest
 
-from longrm.bench.construct import FAMILIES, FORMATS, build_suite, parse_lengths
+from longrm.bench.construct import (
+    FAMILIES,
+    FORMATS,
+    TIER_SCORES,
+    TIER_VALUES,
+    TIERS,
+    build_suite,
+    parse_lengths,
+)
 from longrm.bench.haystack import (
     Haystack,
     HaystackError,
     load_haystack,
     parse_hf_spec,
     split_paragraphs,
+)
+from longrm.bench.manifest import (
+    MANIFEST,
+    ManifestError,
+    build_manifest,
+    check_manifest,
+    write_manifest,
 )
 from longrm.items import BEST_OF_N, PAIRWISE, Item, load_items, write_items
 
@@ -40,12 +56,6 @@ def _context(item: Item) -> str:
     m = re.search(r"<context>\n(.*)\n</context>", _content(item), re.S)
     assert m, "prompt lacks its <context> block"
     return m.group(1)
-
-
-def _tiers(item: Item, *prefixes: str) -> list[str | None]:
-    """Return, per prefix, the candidate whose tier name starts with it (None if not offered)."""
-    by_name = dict(zip(item.candidate_models, item.candidates, strict=True))
-    return [next((t for n, t in by_name.items() if n.startswith(p)), None) for p in prefixes]
 
 
 def _prose(seed: int, n_paragraphs: int) -> str:
@@ -92,10 +102,12 @@ def test_same_seed_same_items_other_seed_differs(tokenizer: Any, suite: list[Ite
 
 
 def test_every_family_format_and_bucket_is_present(suite: list[Item]) -> None:
-    cells = Counter((i.length_bucket, i.task, i.subtype) for i in suite)
+    cells = Counter(
+        (i.length_bucket, i.task, i.n if i.subtype.isdigit() else "pair") for i in suite
+    )
     assert {t for _, t, _ in cells} == set(FAMILIES)
     assert {b for b, _, _ in cells} == set(SIZES)
-    assert {s for _, _, s in cells} == {"same", "2", "3", "4"}
+    assert {s for _, _, s in cells} == {"pair", 2, 3, 4}
     assert set(cells.values()) == {2}
     assert len(suite) == len(SIZES) * len(FAMILIES) * len(FORMATS) * 2
 
@@ -103,12 +115,15 @@ def test_every_family_format_and_bucket_is_present(suite: list[Item]) -> None:
 def test_rows_follow_the_official_schema(suite: list[Item]) -> None:
     for item in suite:
         n = len(item.candidates)
-        if item.subtype == "same":
-            assert item.tasktype == PAIRWISE and n == 2 and item.candidate_scores is None
+        if item.tasktype == PAIRWISE:
+            assert item.subtype in ("same", "cross") and item.subtype == item.extra["wording"]
+            assert n == 2 and item.candidate_scores is None
         else:
             assert item.tasktype == BEST_OF_N and n == int(item.subtype)
+            assert item.extra["wording"] in ("same", "cross")
             scores = item.candidate_scores or []
-            assert len(scores) == n and all(a > b for a, b in itertools_pairwise(scores))
+            assert scores == [TIER_SCORES[t] for t in item.candidate_models]
+            assert all(a > b for a, b in itertools.pairwise(scores))
         assert item.subtask == ">".join(item.candidate_models)
         assert len(set(item.candidates)) == n
         assert item.source.startswith("python-docs")
@@ -119,10 +134,6 @@ def test_rows_follow_the_official_schema(suite: list[Item]) -> None:
     assert len(keys) == len(set(keys))
 
 
-def itertools_pairwise(values: list[float]) -> list[tuple[float, float]]:
-    return list(zip(values, values[1:], strict=False))
-
-
 def test_round_trip_through_task_files(suite: list[Item], tmp_path: Path) -> None:
     written = write_items(suite, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{f}.jsonl" for f in FAMILIES)
@@ -130,7 +141,13 @@ def test_round_trip_through_task_files(suite: list[Item], tmp_path: Path) -> Non
     assert first["ctx_length_for_length"] in SIZES and isinstance(first["length"], int)
     loaded = load_items(tmp_path)
     assert not loaded.skipped
-    assert {i.key: i for i in loaded.items} == {i.key: i for i in suite}
+    # `origin` (the file a row came from) is set by reading only
+    assert {i.key: _fields(i) for i in loaded.items} == {i.key: _fields(i) for i in suite}
+    assert {getattr(i, "origin", i.task) for i in loaded.items} == set(FAMILIES)
+
+
+def _fields(item: Item) -> dict[str, Any]:
+    return {k: v for k, v in vars(item).items() if k != "origin"}
 
 
 def test_prompt_lengths_measured_and_inside_the_bucket(tokenizer: Any, suite: list[Item]) -> None:
@@ -154,58 +171,133 @@ def test_choices_spread_evenly(suite: list[Item]) -> None:
     hops = Counter(i.extra["hops"] for i in suite if i.task == "multi_hop")
     assert set(hops) == {2, 3, 4} and max(hops.values()) - min(hops.values()) <= 1
     for family in FAMILIES:
-        kinds = Counter(
-            i.extra["wrong_kind"] for i in suite if i.task == family and "wrong_kind" in i.extra
-        )
-        assert abs(kinds["contradicted"] - kinds["absent"]) <= 4, (family, kinds)
-        lows = Counter(
-            i.candidate_models[1] for i in suite if i.task == family and i.subtype == "same"
-        )
-        assert set(lows) == {"partial", "wrong-contradicted", "wrong-absent", "off-topic"}
-    partial_kinds = Counter(i.extra.get("partial_kind") for i in suite if i.task == "counting")
-    assert {"off_by_one", "unsupported_extra", "false_extra"} <= set(partial_kinds)
+        mine = [i for i in suite if i.task == family]
+        kinds = Counter(i.extra["wrong_kind"] for i in mine)
+        assert abs(kinds["contradicted"] - kinds["invented"]) <= 4, (family, kinds)
+        wordings = Counter(i.extra["wording"] for i in mine)
+        assert abs(wordings["same"] - wordings["cross"]) <= 4, (family, wordings)
+        pairs = Counter(i.subtask for i in mine if i.tasktype == PAIRWISE)
+        assert len(pairs) == 6, (family, pairs)  # all six pairs of tiers, ten pairs per family
+        bon3 = Counter(i.subtask for i in mine if i.n == 3 and i.tasktype == BEST_OF_N)
+        assert len(bon3) == 4, (family, bon3)
 
 
-def test_candidate_lengths_do_not_give_the_tier_away(suite: list[Item]) -> None:
-    words: dict[str, list[int]] = {}
-    for item in suite:
-        for name, text in zip(item.candidate_models, item.candidates, strict=True):
-            words.setdefault(name.split("-")[0], []).append(len(text.split()))
-    means = {tier: statistics.mean(v) for tier, v in words.items()}
-    assert set(means) == {"grounded", "partial", "wrong", "off"}
-    assert max(means.values()) / min(means.values()) < 1.3, means
+def test_pair_tier_combinations_and_wordings_are_balanced(tokenizer: Any) -> None:
+    items = build_suite(
+        tokenizer, lengths="512", families=["counting"], items_per_cell=24, formats=["pairwise"]
+    )
+    cells = Counter((i.subtask, i.subtype) for i in items)
+    # 6 tier pairs x 2 wordings, twice each: neither wording half holds a different mix of tiers
+    assert len(cells) == 12 and set(cells.values()) == {2}, cells
+    kinds = Counter((i.subtype, i.extra["wrong_kind"]) for i in items)
+    assert set(kinds.values()) == {6}, kinds
 
 
 # ---------------------------------------------------------------------------------------------
-# Labels hold by construction: check each family against its own context
+# Every candidate has the same shape; quality is a 2x2 factorial of its two claims
 
 
-def _check_absent(item: Item) -> None:
+def _mask(text: str, values: list[str]) -> str:
+    """Return text with each value (as a whole token) replaced by a placeholder."""
+    for k, value in enumerate(values):
+        text = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", f"<{k}>", text, count=1)
+    return text
+
+
+def _has(text: str, value: str) -> int:
+    """Return how often `value` occurs in text as a whole token."""
+    return len(re.findall(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text))
+
+
+def test_tiers_are_ordered_by_construction(suite: list[Item]) -> None:
+    for item in suite:
+        extra = item.extra
+        right = (extra["answer"], extra["side_answer"])
+        wrong = (extra["wrong_value"], extra["side_wrong_value"])
+        assert len({*right, *wrong}) == 4, (item.key, right, wrong)  # no value repeats
+        keys = []
+        for tier, values, text in zip(
+            item.candidate_models, extra["candidate_values"], item.candidates, strict=True
+        ):
+            main_ok, side_ok = TIER_VALUES[tier]
+            assert values == [right[0] if main_ok else wrong[0], right[1] if side_ok else wrong[1]]
+            assert values[0] != values[1]
+            # each value once, the main claim's before the side claim's
+            assert [_has(text, v) for v in values] == [1, 1], (item.key, text, values)
+            assert _mask(text, values).index("<0>") < _mask(text, values).index("<1>")
+            # no other value of the item slips into a candidate
+            assert not any(_has(text, v) for v in {*right, *wrong} - set(values)), text
+            keys.append((main_ok, side_ok))
+        assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+
+
+def test_values_are_shared_so_no_majority_gives_the_answer_away(suite: list[Item]) -> None:
+    for item in suite:
+        values = [tuple(v) for v in item.extra["candidate_values"]]
+        if item.n == 4:
+            uses = Counter(v for pair in values for v in pair)
+            assert set(uses.values()) == {2}, (item.key, uses)
+        if item.n == 2:
+            assert len(set(values[0]) & set(values[1])) <= 1
+
+
+def test_same_wording_differs_only_in_the_values(suite: list[Item]) -> None:
+    seen = Counter()
+    for item in suite:
+        masked = {
+            _mask(text, values)
+            for text, values in zip(item.candidates, item.extra["candidate_values"], strict=True)
+        }
+        seen[item.extra["wording"], len(masked) == 1] += 1
+        if item.extra["wording"] == "same":
+            assert len(masked) == 1, (item.key, masked)
+    assert seen["cross", False] > seen["cross", True]  # cross wording mostly differs
+
+
+def test_candidate_lengths_do_not_give_the_tier_away(suite: list[Item]) -> None:
+    chars: dict[str, list[int]] = {}
+    for item in suite:
+        for name, text in zip(item.candidate_models, item.candidates, strict=True):
+            chars.setdefault(name, []).append(len(text))
+    means = {tier: statistics.mean(v) for tier, v in chars.items()}
+    assert set(means) == set(TIERS)
+    assert max(means.values()) / min(means.values()) < 1.06, means
+
+
+# ---------------------------------------------------------------------------------------------
+# The values hold against each family's own context
+
+
+def _check_invented(item: Item) -> None:
+    """Absent terms are nowhere in the context; every other invented string is planted in it."""
     context = _context(item).lower()
-    for term in item.extra["absent_terms"]:
-        assert term.lower() not in context, (item.key, term)
+    absent = item.extra["absent_terms"]
+    assert set(absent) <= set(item.extra["invented"])
+    for term in item.extra["invented"]:
+        assert (term.lower() in context) == (term not in absent), (item.key, term)
 
 
-def test_single_fact_needle_and_near_miss(suite: list[Item]) -> None:
+def test_single_fact_needle_distractor_and_side_entry(suite: list[Item]) -> None:
     for item in (i for i in suite if i.task == "single_fact"):
-        context, answer = _context(item), item.extra["answer"]
-        assert context.count(item.extra["needle"]) == 1 and context.count(answer) == 1
-        assert context.count(item.extra["distractor"]) == 1
-        _check_absent(item)
-        grounded, partial, wrong = _tiers(item, "grounded", "partial", "wrong")
-        if grounded:
-            assert answer in grounded
-        if partial:
-            assert answer in partial
-        if wrong:
-            value = item.extra["wrong_value"]
-            assert value in wrong and answer not in wrong
-            if (
-                item.extra["wrong_kind"] == "contradicted"
-            ):  # the context gives it to another subject
-                assert value in item.extra["distractor"] and context.count(value) == 1
-            else:
-                assert value not in context
+        context, extra = _context(item), item.extra
+        answer, side = extra["answer"], extra["side_answer"]
+        for fact in (extra["needle"], extra["distractor"], extra["side_fact"]):
+            assert context.count(fact) == 1
+        assert context.count(answer) == 1 and answer in extra["needle"]
+        assert extra["subject"] in extra["needle"] and extra["subject"] in item.question
+        assert context.count(side) == 1 and side in extra["side_fact"]
+        assert extra["side_subject"] in extra["side_fact"]
+        _check_invented(item)
+        w = extra["wrong_value"]
+        if extra["wrong_kind"] == "contradicted":  # the context gives it to another subject
+            assert w in extra["distractor"] and context.count(w) == 1
+        else:
+            assert w not in context
+        assert extra["side_wrong_value"] not in context
+        for text in item.candidates:
+            # the main claim is about the subject asked for, the side claim about the side entry
+            masked = _mask(text, [extra["subject"], extra["side_subject"]])
+            assert masked.index("<0>") < masked.index("<1>"), text
 
 
 def test_single_fact_depth_is_where_the_needle_is(suite: list[Item]) -> None:
@@ -217,25 +309,32 @@ def test_single_fact_depth_is_where_the_needle_is(suite: list[Item]) -> None:
 
 def test_multi_hop_chain_is_planted_and_resolves(suite: list[Item]) -> None:
     for item in (i for i in suite if i.task == "multi_hop"):
-        context, chain, facts = _context(item), item.extra["chain"], item.extra["chain_facts"]
-        assert len(facts) == item.extra["hops"] == len(chain)
+        context, extra = _context(item), item.extra
+        chain, facts, values = extra["chain"], extra["chain_facts"], extra["chain_values"]
+        assert len(facts) == extra["hops"] == len(chain) == len(values)
         for fact in facts:
             assert context.count(fact) == 1
         for a, b, fact in zip(chain, chain[1:], facts, strict=False):  # each link names both ends
             assert a in fact and b in fact
-        assert chain[-1] in facts[-1] and facts[-1].endswith(f"{item.extra['answer']}.")
-        assert item.question.count(" of ") == item.extra["hops"] and chain[0] in item.question
-        _check_absent(item)
-        grounded, wrong = _tiers(item, "grounded", "wrong")
-        if grounded:
-            assert item.extra["answer"] in grounded and all(p in grounded for p in chain)
-        if wrong:
-            assert item.extra["answer"] not in wrong and item.extra["wrong_value"] in wrong
-            value = item.extra["wrong_value"]
-            if item.extra["wrong_kind"] == "contradicted":  # stops one hop short
-                assert any(chain[-2] in p and value in p for p in context.split("\n\n"))
-            else:
-                assert item.extra["wrong_value"] not in context
+        assert chain[-1] in facts[-1] and facts[-1].endswith(f"{extra['answer']}.")
+        assert values[-1] == extra["answer"]
+        assert item.question.count(" of ") == extra["hops"] and chain[0] in item.question
+        _check_invented(item)
+        # the side claim restates one link: its right person, or a look-alike planted elsewhere
+        link = extra["side_link"]
+        assert extra["side_answer"] == chain[link + 1]
+        assert extra["side_wrong_value"] == extra["look_alike"] not in chain
+        assert context.count(extra["look_alike_fact"]) == 1
+        assert extra["look_alike"] in extra["look_alike_fact"]
+        assert chain[link] not in extra["look_alike_fact"]
+        for text in item.candidates:
+            assert chain[link] in text
+        w = extra["wrong_value"]
+        if extra["wrong_kind"] == "contradicted":  # stops one hop short
+            assert w == values[-2]
+            assert any(chain[-2] in p and w in p for p in context.split("\n\n"))
+        else:
+            assert w not in context
 
 
 def _docs(item: Item) -> dict[int, str]:
@@ -248,47 +347,110 @@ def test_citation_cites_the_document_that_holds_the_claim(suite: list[Item]) -> 
     for item in (i for i in suite if i.task == "citation"):
         docs, extra = _docs(item), item.extra
         assert sorted(docs) == list(range(1, extra["n_docs"] + 1))
-        holders = [k for k, body in docs.items() if extra["needle"] in body]
-        assert holders == [extra["doc"]]
+        assert [k for k, b in docs.items() if extra["needle"] in b] == [extra["doc"]]
         assert [k for k, b in docs.items() if extra["distractor"] in b] == [extra["distractor_doc"]]
-        _check_absent(item)
-        grounded, partial, wrong = _tiers(item, "grounded", "partial", "wrong")
-        for text in (grounded, partial):
-            if text:  # the answer, then its citation first of all
-                assert extra["answer"] in text.split("[Doc")[0]
-                assert re.findall(r"\[Doc (\d+)\]", text)[0] == str(extra["doc"])
-        if wrong:
-            cited = int(re.findall(r"\[Doc (\d+)\]", wrong)[0])
-            assert cited == extra["wrong_doc"] != extra["doc"]
-            assert extra["answer"] not in wrong
-            if extra["wrong_kind"] == "contradicted":
-                assert cited == extra["distractor_doc"] and extra["wrong_value"] in docs[cited]
-            else:
-                assert cited not in docs and extra["wrong_value"] not in _context(item)
+        assert extra["answer"] in extra["needle"] and extra["subject"] in extra["needle"]
+        assert extra["side_answer"] == str(extra["doc"])
+        assert extra["side_wrong_value"] == str(extra["distractor_doc"])
+        _check_invented(item)
+        w = extra["wrong_value"]
+        if extra["wrong_kind"] == "contradicted":
+            assert w in docs[extra["distractor_doc"]] and w in extra["distractor"]
+        else:
+            assert w not in _context(item)
+        for text, (main, side) in zip(
+            item.candidates, extra["candidate_values"], strict=True
+        ):  # one citation, of the document the candidate's side value names
+            assert re.findall(r"\[Doc (\d+)\]", text) == [side]
+            assert text.index(main) < text.index("[Doc")
 
 
-def test_counting_count_equals_planted_mentions(suite: list[Item]) -> None:
+def test_counting_counts_equal_planted_mentions(suite: list[Item]) -> None:
     for item in (i for i in suite if i.task == "counting"):
         context, extra = _context(item), item.extra
         k = extra["count"]
         assert context.count(extra["marker"]) == k == len(extra["depths"])
         assert context.count(extra["distractor_marker"]) == extra["distractor_count"]
-        assert abs(extra["distractor_count"] - k) >= 2
-        _check_absent(item)
-        grounded, partial, wrong = _tiers(item, "grounded", "partial", "wrong")
-        if grounded:
-            assert f"{extra['marker']} " in grounded and f" {k} times" in grounded
-        if partial:
-            assert abs(extra["partial_count"] - k) == (extra["partial_kind"] == "off_by_one")
-            n = extra["partial_count"]
-            assert (f" {n} times" if n > 1 else " once") in partial
-        if wrong:
-            n = extra["wrong_count"]
-            assert abs(n - k) >= 2 and (f" {n} times" if n > 1 else " once") in wrong
-            if extra["wrong_kind"] == "contradicted":  # the look-alike event's count
-                assert n == extra["distractor_count"]
-        else:
-            assert "wrong_count" not in extra and "wrong_kind" not in extra
+        assert context.count(extra["side_marker"]) == extra["side_count"]
+        assert extra["answer"] == str(k) and extra["side_answer"] == str(extra["side_count"])
+        numbers = {k, extra["distractor_count"], extra["side_count"]}
+        numbers |= {int(extra["wrong_value"]), int(extra["side_wrong_value"])}
+        assert len(numbers) == 4 + (extra["wrong_kind"] == "invented")
+        if extra["wrong_kind"] == "contradicted":  # the look-alike event's count
+            assert int(extra["wrong_value"]) == extra["distractor_count"]
+        _check_invented(item)
+        for text, (main, side) in zip(item.candidates, extra["candidate_values"], strict=True):
+            # digits and "times" always: "once" would make a tier shorter
+            assert f" {main} times" in text and f" {side} times" in text and "once" not in text
+            masked = _mask(text, [item.extra["marker"].split()[0], main, side])
+            assert masked.index("<0>") < masked.index("<1>") < masked.index("<2>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest
+
+
+def test_manifest_records_the_build_and_catches_changes(
+    tokenizer: Any, suite: list[Item], tmp_path: Path
+) -> None:
+    items = [i for i in suite if i.length_bucket == "512"]
+    files = write_items(items, tmp_path)
+    stack = load_haystack(None)
+    manifest = build_manifest(
+        files,
+        seed=7,
+        lengths=[("512", 512)],
+        families=list(FAMILIES),
+        formats=list(FORMATS),
+        per_cell=2,
+        model="default",
+        tokenizer_name=tokenizer.name_or_path,
+        haystack=stack,
+    )
+    write_manifest(tmp_path, manifest)
+    assert manifest["items"] == len(items) and len(manifest["files"]) == len(FAMILIES)
+    assert manifest["haystack"]["description"] == stack.description
+    assert manifest["python_version"] and manifest["longrm_version"]
+    assert check_manifest(tmp_path) == json.loads((tmp_path / MANIFEST).read_text())
+    assert check_manifest(tmp_path / "nowhere") is None
+    # a changed byte names its file
+    target = tmp_path / "counting.jsonl"
+    original = target.read_bytes()
+    target.write_bytes(original.replace(b'"length": ', b'"length":  ', 1))
+    with pytest.raises(ManifestError, match=r"counting\.jsonl: changed since it was built"):
+        check_manifest(tmp_path)
+    target.write_bytes(original)
+    (tmp_path / "extra.jsonl").write_text("")
+    with pytest.raises(ManifestError, match=r"extra\.jsonl: a task file manifest.json does not"):
+        check_manifest(tmp_path)
+    (tmp_path / "extra.jsonl").unlink()
+    (tmp_path / "citation.jsonl").unlink()
+    with pytest.raises(ManifestError, match=r"citation\.jsonl: listed in manifest.json but"):
+        check_manifest(tmp_path)
+
+
+def test_cli_build_writes_a_manifest_that_check_verifies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from longrm.cli import app
+
+    out = tmp_path / "bench"
+    runner = CliRunner()
+    args = ["--out", str(out), "--lengths", "512", "--formats", "pairwise", "--seed", "5"]
+    built = runner.invoke(app, ["bench", "build", *args, "--tasks", "counting,citation"])
+    assert built.exit_code == 0, built.output
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["seed"] == 5 and manifest["families"] == ["counting", "citation"]
+    assert manifest["formats"] == ["pairwise"] and manifest["lengths"] == [["512", 512]]
+    assert manifest["tokenizer"]["model"] == "default" and manifest["items"] == 2
+    assert manifest["haystack"]["description"].startswith("python-docs")
+    assert len(manifest["haystack"]["sha256"]) == 64
+    checked = runner.invoke(app, ["bench", "check", str(out)])
+    assert checked.exit_code == 0 and "manifest: ok" in checked.output, checked.output
+    rows = (out / "citation.jsonl").read_text().splitlines()
+    (out / "citation.jsonl").write_text("\n".join(rows + rows[:1]) + "\n")
+    failed = runner.invoke(app, ["bench", "check", str(out)])
+    assert failed.exit_code == 2 and "citation.jsonl" in failed.output, failed.output
 
 
 # ---------------------------------------------------------------------------------------------

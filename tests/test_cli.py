@@ -108,13 +108,80 @@ def test_context_over_the_window_is_cut_and_counted(tiny_causal: str, tmp_path: 
 
 def test_responses_over_the_window_become_error_records(tiny_causal: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    _run(
+    args = (
         "eval", "--model", tiny_causal, "--kind", "likelihood", "--bench", str(OFFICIAL),
         "--out", str(out), "--max-length", "20",
     )  # fmt: skip
+    text = _run(*args, code=2)  # a run that ends with errors says so and fails
+    assert "8 records ended in an error" in text.replace("\n", " ")
     results = json.loads((out / "results.json").read_text())
     assert results["errors"] == results["n_records"] == 8
-    assert results["parse_failure_rate"] == 1.0
+    assert results["error_rate"] == 1.0 and results["parse_failure_rate"] is None
+    _run(*args, "--allow-errors")  # accepted on request (the errors are retried first)
+
+
+def test_paper_protocol_one_seeded_order_and_file_tasks(tiny_causal: str, tmp_path: Path) -> None:
+    from longrm.evaluate.protocol import paper_display_orders, paper_items
+    from longrm.items import load_items
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for name in ("LongQA", "Cite"):  # the file names are the tasks, whatever the rows say
+        rows = (OFFICIAL / f"{name}.jsonl").read_text().replace('"task": "', '"task": "x')
+        (bench / f"{name}.jsonl").write_text(rows)
+    out = tmp_path / "run"
+    text = _run(
+        "eval", "--model", tiny_causal, "--bench", str(bench), "--out", str(out),
+        "--protocol", "paper", "--max-new-tokens", "4",
+    )  # fmt: skip
+    assert "--protocol paper" in text
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    expected = paper_display_orders(paper_items(load_items(bench).items))
+    assert {p["key"]: p["order"] for p in preds} == expected
+    assert {p["task"] for p in preds} == {"LongQA", "Cite"}
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["protocol"] == "paper" and settings["orders"] == 1
+    assert "--protocol: unknown protocol" in _run(
+        "eval", "--bench", str(bench), "--out", str(tmp_path / "x"), "--protocol", "nope", code=2
+    )
+
+
+def test_ablate_context_reports_reliance(tiny_causal: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    text = _run(
+        "eval", "--model", tiny_causal, "--kind", "likelihood", "--bench", str(OFFICIAL),
+        "--out", str(out), "--ablate-context", "swap",
+    )  # fmt: skip
+    assert "context ablation (swap)" in text and "reliance" in text
+    block = json.loads((out / "results.json").read_text())["context_ablation"]
+    assert block["n_items"] == 4 and block["method"] == "swap"
+    assert block["reliance"] == pytest.approx(
+        block["accuracy_with_context"] - block["accuracy_without_context"]
+    )
+    assert len((out / "predictions_ablated.jsonl").read_text().splitlines()) == 8
+    assert "| swap |" in (out / "results.md").read_text()
+
+
+def test_another_benchmark_in_the_same_folder_is_refused(tiny_scalar: str, tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "Cite.jsonl").write_text((OFFICIAL / "Cite.jsonl").read_text())
+    out = tmp_path / "run"
+    _run("eval", "--model", tiny_scalar, "--bench", str(bench), "--out", str(out))
+    row = (bench / "Cite.jsonl").read_text().replace("old mill", "new mill")
+    (bench / "Cite.jsonl").write_text(row)
+    text = _run("eval", "--model", tiny_scalar, "--bench", str(bench), "--out", str(out), code=2)
+    assert "bench_hash" in text
+
+
+def test_short_preference_rows_evaluate(tiny_scalar: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    short = OFFICIAL.parent / "short"
+    _run("eval", "--model", tiny_scalar, "--bench", str(short), "--out", str(out))
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_items"] == 5
+    assert set(results["pairwise"]["by_task"]) == {"chat-easy", "safety", "trl_conversational"}
+    assert set(results["pairwise"]["by_length"]) == {"short"}
 
 
 def test_bad_bench_rows(tiny_scalar: str, tmp_path: Path) -> None:

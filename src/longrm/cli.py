@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from longrm.items import ItemError, LoadResult, load_items
+from longrm.items import Item, ItemError, LoadResult, load_items
 
 app = typer.Typer(
     help="longrm: long-context reward models: benchmark, evaluate, synthesize, train, serve.",
@@ -91,8 +92,9 @@ def bench_build(
     """Write a by-construction benchmark whose labels hold without any judge."""
     from transformers import AutoTokenizer
 
-    from longrm.bench.construct import build_suite, parse_lengths
+    from longrm.bench.construct import FAMILIES, FORMATS, build_suite, parse_lengths
     from longrm.bench.haystack import load_haystack
+    from longrm.bench.manifest import build_manifest, stray_task_files, write_manifest
     from longrm.items import write_items
     from longrm.models import resolve_model_path
 
@@ -106,20 +108,37 @@ def bench_build(
         raise _fail(f"--haystack: {err}") from None
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
     start = time.perf_counter()
+    families = _split_csv(tasks) or list(FAMILIES)
+    format_list = _split_csv(formats) or list(FORMATS)
     items = build_suite(
         tokenizer,
         lengths=buckets,
-        families=_split_csv(tasks),
+        families=families,
         items_per_cell=per_cell,
-        formats=tuple(_split_csv(formats) or ()),
+        formats=tuple(format_list),
         seed=seed,
         haystack=source,
     )
     files = write_items(items, out)
+    manifest = build_manifest(
+        files,
+        seed=seed,
+        lengths=buckets,
+        families=families,
+        formats=format_list,
+        per_cell=per_cell,
+        model=model,
+        tokenizer_name=str(getattr(tokenizer, "name_or_path", "")),
+        haystack=source,
+    )
+    write_manifest(out, manifest)
     console.print(
         f"wrote {len(items)} items in {time.perf_counter() - start:.1f} s to {out}: "
         + ", ".join(f.name for f in files)
+        + ", manifest.json"
     )
+    for stray in stray_task_files(out, files):
+        err_console.print(f"[yellow]warning:[/] {stray} is not from this build; remove it")
     _print_summary(LoadResult(items=items))
 
 
@@ -145,10 +164,19 @@ def bench_check(
         bool, typer.Option(help="Skip bad rows (counted) instead of stopping.")
     ] = False,
 ) -> None:
-    """Validate a benchmark and print what it holds."""
+    """Validate a benchmark (and its manifest, if it has one) and print what it holds."""
+    from longrm.bench.manifest import ManifestError, check_manifest
+
+    try:
+        manifest = check_manifest(path)
+    except ManifestError as err:
+        raise _fail(f"manifest: {err}") from None
     loaded = _load(path, skip_invalid)
     console.print(f"{path}: {len(loaded.items)} valid items, {len(loaded.skipped)} skipped")
     _print_summary(loaded)
+    console.print(
+        "manifest: ok" if manifest else "manifest: none (not built by longrm bench build)"
+    )
 
 
 def _prompts_hash(path: Path | None) -> str:
@@ -160,12 +188,23 @@ def _prompts_hash(path: Path | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _bench_hash(items: list[Item]) -> str:
+    """Return a hash of the benchmark's content (every row as loaded), whatever its format."""
+    from longrm.items import item_to_row
+
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps(item_to_row(item), sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
 @app.command("eval")
 def eval_command(
     bench: Annotated[
         Path,
         typer.Option(
-            help="Benchmark: folder of <task>.jsonl, a JSONL file, or save_to_disk folder."
+            help="Benchmark: folder of <task>.jsonl, a JSONL file, or save_to_disk folder; "
+            "official Long-RewardBench rows or short preference rows (prompt/chosen/rejected)."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Run folder: predictions.jsonl, results.json, report.")],
@@ -177,6 +216,13 @@ def eval_command(
     verdict: Annotated[
         str, typer.Option(help="judge/openai verdicts: generate | logprob.")
     ] = "generate",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="longrm (every display order, our parsing) | paper (the authors' rules: one "
+            "seeded order per item, their verdict parsing and cut, task from the file name)."
+        ),
+    ] = "longrm",
     orders: Annotated[
         int, typer.Option(help="Display orders per item (2: a pair in both orders).")
     ] = 2,
@@ -187,13 +233,41 @@ def eval_command(
         str | None, typer.Option(help="Comma-separated length buckets to keep.")
     ] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted).")] = False,
+    ablate_context: Annotated[
+        str | None,
+        typer.Option(
+            help="Also judge every item with its context ablated (swap: another item's context "
+            "of the same length bucket; empty: none) and report the context reliance."
+        ),
+    ] = None,
     prefix_cache: Annotated[
         bool, typer.Option(help="Encode the shared prompt once per item (off: the baseline).")
     ] = True,
     prompts: Annotated[Path | None, typer.Option(help="TOML file replacing judge prompts.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Judge tokens to generate.")] = 256,
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(
+            help="Tokens a generating judge may write (the authors allow 2,048). Each costs one "
+            "decoding step: at ~55 tokens/s for the default model on a CPU, 2,048 tokens are "
+            "~40 s per record when a judge never stops; lower it for quick looks."
+        ),
+    ] = 2048,
+    thinking: Annotated[
+        bool,
+        typer.Option(
+            help="Let judges whose chat template can think (Qwen3's enable_thinking) think "
+            "before the verdict; off by default, as the authors judge."
+        ),
+    ] = False,
     max_length: Annotated[
-        int | None, typer.Option(help="Context window; longer prompts are cut in the middle.")
+        int | None,
+        typer.Option(
+            help="Context window; longer prompts are cut in the middle. Above the model's "
+            "trained window, RoPE scaling is applied (YaRN unless --rope-scaling says)."
+        ),
+    ] = None,
+    rope_scaling: Annotated[
+        str | None, typer.Option(help="RoPE scaling TYPE:FACTOR, e.g. yarn:4 (Qwen3 to 128K).")
     ] = None,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     attn: Annotated[
@@ -202,23 +276,61 @@ def eval_command(
     concurrency: Annotated[int, typer.Option(help="openai: requests in flight.")] = 8,
     timeout: Annotated[float, typer.Option(help="openai: seconds per request.")] = 600.0,
     retries: Annotated[int, typer.Option(help="openai: retries with backoff.")] = 3,
+    prefill: Annotated[
+        bool,
+        typer.Option(
+            help="openai: continue an assistant message that opens the verdict ('[['), for "
+            "servers that accept continue_final_message (vLLM, SGLang)."
+        ),
+    ] = False,
+    openai_params: Annotated[
+        str | None,
+        typer.Option(
+            help="openai: request fields, a JSON object or a profile (default, reasoning, "
+            "vllm-no-thinking); null drops a field."
+        ),
+    ] = None,
+    retry_errors: Annotated[
+        bool, typer.Option(help="Judge records that ended in an error again on resume.")
+    ] = True,
+    allow_errors: Annotated[
+        bool, typer.Option(help="Exit 0 even when some records ended in an error.")
+    ] = False,
     name: Annotated[str | None, typer.Option(help="Run name in reports.")] = None,
 ) -> None:
     """Judge a benchmark with any reward model; resumable; writes results and a report."""
+    from longrm.evaluate import ablation
+    from longrm.evaluate.protocol import check_protocol, paper_display_orders, paper_items
     from longrm.evaluate.report import results_table_markdown, write_report
     from longrm.evaluate.runner import EvalSettings, RunMismatchError, evaluate
     from longrm.rm.load import RewardModelOptions, load_reward_model, resolve_kind
 
+    try:
+        check_protocol(protocol)
+    except ValueError as err:
+        raise _fail(f"--protocol: {err}") from None
     loaded = _load(bench, skip_invalid)
+    all_items = paper_items(loaded.items) if protocol == "paper" else loaded.items
     wanted_tasks, wanted_lengths = _split_csv(tasks), _split_csv(lengths)
     items = [
         i
-        for i in loaded.items
+        for i in all_items
         if (wanted_tasks is None or i.task in wanted_tasks)
         and (wanted_lengths is None or i.length_bucket in wanted_lengths)
     ][:limit]
     if not items:
         raise _fail(f"no items left in {bench} after the --tasks/--lengths/--limit filters")
+    order_plan = None
+    if protocol == "paper":
+        paper_orders = paper_display_orders(all_items)  # drawn over whole files, as theirs are
+        order_plan = lambda item: [paper_orders[item.key]]  # noqa: E731
+        orders = 1
+    ablated = None
+    if ablate_context is not None:
+        try:
+            ablated = ablation.ablate_context(items, ablate_context)
+        except ablation.AblationError as err:
+            raise _fail(f"--ablate-context: {err}") from None
     try:
         resolved_kind = resolve_kind(model, kind)
     except Exception as err:
@@ -233,6 +345,14 @@ def eval_command(
         prompts=_prompts_hash(prompts) if judge_like else "",
         max_new_tokens=max_new_tokens if judge_like else 0,
         max_length=max_length,
+        bench_hash=_bench_hash(loaded.items),
+        dtype=dtype,
+        attn=attn,
+        prefix_cache=prefix_cache,
+        protocol=protocol,
+        thinking=thinking,
+        rope_scaling=rope_scaling,
+        ablate_context=ablate_context,
         name=name or "",
     )
     options = RewardModelOptions(
@@ -247,6 +367,11 @@ def eval_command(
         concurrency=concurrency,
         timeout=timeout,
         retries=retries,
+        protocol=protocol,
+        thinking=thinking,
+        rope_scaling=rope_scaling,
+        prefill=prefill,
+        openai_params=openai_params,
     )
     try:
         rm = load_reward_model(model, options)
@@ -278,18 +403,30 @@ def eval_command(
 
     try:
         with progress:
-            outcome = evaluate(rm, items, out, settings, on_start=on_start, on_record=on_record)
+            outcome = evaluate(
+                rm,
+                items,
+                out,
+                settings,
+                on_start=on_start,
+                on_record=on_record,
+                ablated_items=ablated,
+                order_plan=order_plan,
+                retry_errors=retry_errors,
+            )
     except RunMismatchError as err:
         raise _fail(str(err)) from None
     finally:
         rm.close()
     md, png = write_report([out], out, names=[name] if name else None)
-    typer.echo(results_table_markdown({name or model: outcome.results}))
+    results = outcome.results
+    typer.echo(results_table_markdown({name or model: results}))
     console.print(
         f"records: {outcome.judged} judged now, {outcome.resumed} resumed; "
-        f"truncated items: {outcome.results['truncated_items']}; "
-        f"errors: {outcome.results['errors']}"
+        f"truncated items: {results['truncated_items']}; errors: {results['errors']}"
     )
+    if "context_ablation" in results:
+        console.print(_ablation_line(name or model, results["context_ablation"]))
     console.print(f"predictions: {out / 'predictions.jsonl'}\nresults: {out / 'results.json'}")
     console.print(f"report: {md}\nplot: {png}")
     flags = {
@@ -298,17 +435,44 @@ def eval_command(
         "--out": str(out),
         "--kind": resolved_kind,
         "--verdict": verdict if judge_like else None,
-        "--orders": str(orders),
-        "--seed": str(seed),
-        "--max-new-tokens": str(max_new_tokens) if resolved_kind == "judge" else None,
+        "--protocol": protocol if protocol != "longrm" else None,
+        "--orders": str(orders) if protocol == "longrm" else None,
+        "--seed": str(seed) if protocol == "longrm" else None,
+        "--max-new-tokens": str(max_new_tokens) if judge_like else None,
         "--limit": str(limit) if limit is not None else None,
         "--tasks": tasks,
         "--lengths": lengths,
         "--max-length": str(max_length) if max_length else None,
+        "--rope-scaling": rope_scaling,
         "--prompts": str(prompts) if prompts else None,
+        "--ablate-context": ablate_context,
+        "--dtype": dtype if dtype != "auto" else None,
+        "--attn": attn,
+        "--openai-params": openai_params,
     }
     argv = [part for k, v in flags.items() if v is not None for part in (k, v)]
+    argv += ["--thinking"] * thinking + ["--prefill"] * prefill
+    argv += ["--no-prefix-cache"] * (not prefix_cache) + ["--skip-invalid"] * skip_invalid
     typer.echo("reproduce: longrm eval " + shlex.join(argv))
+    errors = results["errors"] + results.get("context_ablation", {}).get("errors", 0)
+    if errors and not allow_errors:
+        raise _fail(
+            f"{errors} records ended in an error (see 'error' in {out / 'predictions.jsonl'}); "
+            "run the same command again to retry them, or pass --allow-errors to accept them"
+        )
+
+
+def _ablation_line(label: str, block: dict[str, Any]) -> str:
+    """Return one line on context reliance: accuracy with and without the context."""
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    return (
+        f"context ablation ({block['method']}), {label}: accuracy with context "
+        f"{pct(block['accuracy_with_context'])}, without {pct(block['accuracy_without_context'])}"
+        f", reliance {pct(block['reliance'])} over {block['n_items']} items"
+    )
 
 
 @app.command("report")
@@ -346,7 +510,8 @@ def demo(
     ] = 48,
 ) -> None:
     """Build a small by-construction suite (512 to 4K tokens) and judge it with the default model
-    as likelihood RM and as judge in both verdict modes; print the table and the report paths.
+    as likelihood RM and as judge in both verdict modes, each also with the context ablated;
+    print the tables, the context reliance of each, and the report paths.
     """
     from transformers import AutoTokenizer
 
@@ -358,22 +523,20 @@ def demo(
     lengths = "512,1k,2k,4k"
     console.rule("longrm demo: the default model on a length-graded, by-construction suite")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
-    grid = build_suite(tokenizer, lengths=lengths, items_per_cell=1, seed=0)
-    # Sized for about three minutes on two cores: every length holds pairs from two of the four
-    # families (alternating), and Best-of-2/3/4 appear once each at 1K.
-    buckets = lengths.split(",")
+    # Every family at every length (one pair per cell, so families and lengths are not
+    # confounded), and one Best-of-2/3/4 item each at 1K; sized for a few minutes on two cores.
+    grid = build_suite(tokenizer, lengths=lengths, seed=0)
     items = [
         i
         for i in grid
-        if (i.is_pairwise and (FAMILIES.index(i.task) + buckets.index(i.length_bucket)) % 2 == 0)
-        or (not i.is_pairwise and i.length_bucket == "1k" and FAMILIES.index(i.task) == i.n - 1)
+        if i.is_pairwise or (i.length_bucket == "1k" and FAMILIES.index(i.task) == i.n - 1)
     ]
     bench = out / "bench"
     write_items(items, bench)
     console.print(f"suite: {len(items)} items in {bench}")
     run_dirs = []
     for label, kind, verdict in DEMO_RUNS:
-        console.rule(f"{label}: --kind {kind} --verdict {verdict}")
+        console.rule(f"{label}: --kind {kind} --verdict {verdict} --ablate-context swap")
         run_dir = out / label
         eval_command(
             bench=bench,
@@ -381,33 +544,27 @@ def demo(
             model="default",
             kind=kind,
             verdict=verdict,
-            orders=2,
-            seed=42,
-            limit=None,
-            tasks=None,
-            lengths=None,
-            skip_invalid=False,
-            prefix_cache=True,
-            prompts=None,
+            ablate_context="swap",
             max_new_tokens=max_new_tokens,
-            max_length=None,
-            dtype="auto",
-            attn=None,
             concurrency=1,
-            timeout=600.0,
             retries=0,
             name=f"SmolLM2-135M {label}",
         )
         run_dirs.append(run_dir)
     console.rule("all three runs side by side")
     md, png = write_report(run_dirs, out / "report")
-    typer.echo(results_table_markdown({run_name(d): load_results(d) for d in run_dirs}))
+    results = {run_name(d): load_results(d) for d in run_dirs}
+    typer.echo(results_table_markdown(results))
+    for label, r in results.items():
+        console.print(_ablation_line(label, r["context_ablation"]))
     console.print(f"report: {md}\nplot: {png}")
     typer.echo(
         "full-size version (about an hour here; minutes on a GPU):\n"
         f"  longrm bench build --out {out}/bench-full --lengths 512,1k,2k,4k,8k --per-cell 3\n"
-        f"  longrm eval --bench {out}/bench-full --out {out}/full-likelihood --kind likelihood\n"
-        f"  longrm eval --bench {out}/bench-full --out {out}/full-judge --verdict logprob\n"
+        f"  longrm eval --bench {out}/bench-full --out {out}/full-likelihood --kind likelihood "
+        "--ablate-context swap\n"
+        f"  longrm eval --bench {out}/bench-full --out {out}/full-judge --verdict logprob "
+        "--ablate-context swap\n"
         f"  longrm report {out}/full-likelihood {out}/full-judge --out {out}/full-report"
     )
 
