@@ -493,13 +493,10 @@ def report_command(
     console.print(f"report: {md}\nplot: {png}")
 
 
-# (label, kind, verdict, context ablation). The generating judge is not ablated: at this size it
-# never writes a verdict (every record a parse failure, accuracy 0 with or without the context),
-# and its generations are most of the demo's time.
-DEMO_RUNS = (
-    ("likelihood", "likelihood", "generate", "swap"),
-    ("judge-logprob", "judge", "logprob", "swap"),
-    ("judge-generate", "judge", "generate", None),
+DEMO_RUNS = (  # (label, kind, verdict)
+    ("likelihood", "likelihood", "generate"),
+    ("judge-logprob", "judge", "logprob"),
+    ("judge-generate", "judge", "generate"),
 )
 
 
@@ -538,8 +535,8 @@ def demo(
     write_items(items, bench)
     console.print(f"suite: {len(items)} items in {bench}")
     run_dirs = []
-    for label, kind, verdict, ablate in DEMO_RUNS:
-        console.rule(f"{label}: --kind {kind} --verdict {verdict} --ablate-context {ablate}")
+    for label, kind, verdict in DEMO_RUNS:
+        console.rule(f"{label}: --kind {kind} --verdict {verdict} --ablate-context swap")
         run_dir = out / label
         eval_command(
             bench=bench,
@@ -547,7 +544,7 @@ def demo(
             model="default",
             kind=kind,
             verdict=verdict,
-            ablate_context=ablate,
+            ablate_context="swap",
             max_new_tokens=max_new_tokens,
             concurrency=1,
             retries=0,
@@ -559,15 +556,7 @@ def demo(
     results = {run_name(d): load_results(d) for d in run_dirs}
     typer.echo(results_table_markdown(results))
     for label, r in results.items():
-        if "context_ablation" in r:
-            console.print(_ablation_line(label, r["context_ablation"]))
-        elif r.get("parse_failure_rate") == 1.0:
-            console.print(
-                f"context ablation, {label}: not run; no verdict parsed even with the context, "
-                "so accuracy is 0 either way"
-            )
-        else:
-            console.print(f"context ablation, {label}: not run")
+        console.print(_ablation_line(label, r["context_ablation"]))
     console.print(f"report: {md}\nplot: {png}")
     typer.echo(
         "full-size version (about an hour here; minutes on a GPU):\n"
