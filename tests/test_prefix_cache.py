@@ -118,19 +118,21 @@ def test_failed_generate_leaves_no_half_updated_cache(tiny_causal: str) -> None:
     handle.remove()
 
 
+# The size of every tiny random model built here: a few thousand parameters, one shape.
+_TINY_SHAPE: dict[str, int] = dict(
+    vocab_size=600,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
+
+
 def _sliding(kind: str, window: int) -> PreTrainedModel:
     """Return a tiny random model whose attention window is `window` tokens."""
     torch.manual_seed(0)
-    common = dict(
-        vocab_size=600,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        sliding_window=window,
-    )
+    common = dict(**_TINY_SHAPE, max_position_embeddings=1024, sliding_window=window)
     if kind == "mistral":  # every layer slides
         return MistralForCausalLM(MistralConfig(**common)).eval()
     # Gemma-2: sliding and full layers alternate
@@ -167,15 +169,7 @@ def test_sliding_window_models_crop_exactly(kind: str) -> None:
 
 def test_uncroppable_layers_run_uncached() -> None:
     torch.manual_seed(0)
-    config = Lfm2Config(
-        vocab_size=600,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        layer_types=["conv", "full_attention"],
-    )
+    config = Lfm2Config(**_TINY_SHAPE, layer_types=["conv", "full_attention"])
     model = Lfm2ForCausalLM(config).eval()
     runner = PrefixForward(model, enabled=True)
     assert not runner.enabled and "conv" in str(runner.disabled_reason)
