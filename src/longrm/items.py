@@ -132,7 +132,7 @@ class Item:
         return self.tasktype == PAIRWISE
 
 
-def _validate(model: type[RowT], row: dict[str, Any], path: str | Path, line: int) -> RowT:
+def validate_row(model: type[RowT], row: dict[str, Any], path: str | Path, line: int) -> RowT:
     """Return `row` validated as `model`, or raise ItemError for its first bad field."""
     try:
         return model.model_validate(row)
@@ -151,7 +151,7 @@ def item_from_row(row: dict[str, Any], path: str | Path, line: int) -> Item:
     """
     if "prompt_template" not in row and "tasktype" not in row and "prompt" in row:
         return _item_from_preference(row, path, line)
-    parsed = _validate(BenchRow, row, path, line)
+    parsed = validate_row(BenchRow, row, path, line)
     prompt = [m.model_dump() for m in parsed.prompt_template]
     subtype = parsed.subtype
     if parsed.tasktype == PAIRWISE:
@@ -258,7 +258,7 @@ def _response_text(value: str | list[_Message], path: str | Path, line: int, nam
 
 def _item_from_preference(row: dict[str, Any], path: str | Path, line: int) -> Item:
     """Return the pairwise item of a short preference row (`chosen` is the better response)."""
-    parsed = _validate(ShortPreferenceRow, row, path, line)
+    parsed = validate_row(ShortPreferenceRow, row, path, line)
     if isinstance(parsed.prompt, str):
         if not parsed.prompt.strip():
             raise ItemError(path, line, "prompt", "an empty prompt")
@@ -498,7 +498,7 @@ def load_release_rows(
         try:
             if isinstance(row, ItemError):
                 raise row
-            rows.append(_validate(model, row, where, line))
+            rows.append(validate_row(model, row, where, line))
         except ItemError as err:
             if skipped is None:
                 raise

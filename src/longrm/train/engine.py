@@ -1,0 +1,108 @@
+"""What the three trainers share: transformers' Trainer counting real tokens, a progress bar
+with the loss and tokens/s, resuming, and saving a model with its record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from longrm.train.config import TrainConfig
+from longrm.train.model_io import save_trained, write_record
+
+
+class LongrmTrainer(Trainer):
+    """A Trainer whose subclasses report tokens and batch metrics from `compute_loss`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tokens = 0
+        self._tokens_total = 0
+        self._since = time.perf_counter()
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self.remove_callback(ProgressCallback)
+        self.add_callback(LossRateProgress())
+
+    def count_tokens(self, n: int) -> None:
+        """Count tokens the model read in this step (prompt once when shared, padding not)."""
+        self._tokens += int(n)
+
+    def note(self, **values: torch.Tensor | float) -> None:
+        """Keep batch metrics (preference accuracy, margin) until the next log line."""
+        if self.model is None or not self.model.training:
+            return
+        for key, value in values.items():
+            self._metrics[key].append(float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add tokens/s (this process, since the last log) and the averaged batch metrics."""
+        now = time.perf_counter()
+        if "loss" in logs:
+            logs["tokens_per_s"] = round(self._tokens / max(now - self._since, 1e-9), 1)
+            self._tokens_total += self._tokens
+            logs["tokens"] = self._tokens_total
+            self._tokens, self._since = 0, now
+            for key, values in self._metrics.items():
+                logs[key] = round(sum(values) / len(values), 4)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+
+class LossRateProgress(ProgressCallback):
+    """The step bar, with the latest loss and tokens/s beside it instead of a dict per line."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        shown = {k: logs[k] for k in ("loss", "tokens_per_s", "accuracy") if k in logs}
+        if shown:
+            self.training_bar.set_postfix(shown, refresh=False)
+
+
+def checkpoint_to_resume(config: TrainConfig) -> str | None:
+    """Return the newest checkpoint in the output folder when resuming, else None."""
+    if config.resume_from_checkpoint:
+        return str(config.resume_from_checkpoint)
+    out = Path(str(config.output_dir))
+    if not config.resume or not out.is_dir():
+        return None
+    return get_last_checkpoint(str(out))
+
+
+def train_and_save(
+    trainer: LongrmTrainer, config: TrainConfig, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Train (resuming when asked), save the final model into the output folder with its
+    record, and return the record.
+    """
+    start = time.perf_counter()
+    resumed = checkpoint_to_resume(config)
+    result = trainer.train(resume_from_checkpoint=resumed)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    out = Path(str(config.output_dir))
+    full = {
+        **record,
+        "resumed_from": resumed,
+        "steps": trainer.state.global_step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss,
+        "tokens": trainer._tokens_total + trainer._tokens,
+        "seconds": round(time.perf_counter() - start, 1),
+        "log": [h for h in trainer.state.log_history if "loss" in h],
+        "config": {k: v for k, v in config.to_dict().items() if not k.startswith("_")},
+    }
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        save_trained(model, trainer.processing_class, out)  # type: ignore[arg-type]
+        write_record(out, full)
+    trainer.accelerator.wait_for_everyone()
+    return full
