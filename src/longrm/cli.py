@@ -34,6 +34,11 @@ bench_app = typer.Typer(
     help="Build and check Long-RewardBench-style item sets.", no_args_is_help=True
 )
 app.add_typer(bench_app, name="bench")
+train_app = typer.Typer(
+    help="Train judges (Stage I SFT, Stage II alignment) and scalar reward models.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
 console = Console(soft_wrap=True)  # paths and commands stay copyable: never wrapped
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -579,6 +584,53 @@ def model_path(
     from longrm.models import default_model_dir, default_model_gguf
 
     console.print(str(default_model_gguf() if gguf else default_model_dir()), soft_wrap=True)
+
+
+# The trainers' flags are their config dataclasses' fields: HfArgumentParser reads them (and
+# `--config FILE.yaml`) so that every field is a flag, with `--help` listing them all.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _train(stage: str, args: list[str]) -> None:
+    from longrm.train.config import ConfigError, parse_config
+    from longrm.train.stages import STAGES
+
+    config_cls, run = STAGES[stage]
+    try:
+        config = parse_config(config_cls, args, prog=f"longrm train {stage}")
+        record = run(config)
+    except (ConfigError, ItemError, ValueError, FileNotFoundError) as err:
+        raise _fail(str(err)) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    data = record["data"]
+    console.print(
+        f"{stage}: {record['steps']} steps in {record['seconds']} s, loss "
+        f"{record['first_loss']} -> {record['final_loss']}, {record['tokens']} tokens"
+    )
+    console.print(
+        f"rows: {data['rows']} read, {data['truncated_rows']} cut to fit "
+        f"({data['cut_tokens']} tokens of distractor text), {data['skipped']} skipped"
+    )
+    console.print(f"model: {config.output_dir} (longrm eval --model {config.output_dir})")
+
+
+@train_app.command("sft", context_settings=_PASSTHROUGH)
+def train_sft(ctx: typer.Context) -> None:
+    """Stage I: SFT of a judge, loss on the judgment only (all flags: --help)."""
+    _train("sft", list(ctx.args))
+
+
+@train_app.command("align", context_settings=_PASSTHROUGH)
+def train_align(ctx: typer.Context) -> None:
+    """Stage II: LOGO (default), SimPO or DPO on judgments, --from a Stage I folder (--help)."""
+    _train("align", list(ctx.args))
+
+
+@train_app.command("disrm", context_settings=_PASSTHROUGH)
+def train_disrm(ctx: typer.Context) -> None:
+    """Discriminative RM: scalar head, Bradley-Terry on (prompt, response) pairs (--help)."""
+    _train("disrm", list(ctx.args))
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m longrm`

@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from longrm.bench import citation, counting, multi_hop, single_fact
@@ -143,6 +143,7 @@ def build_suite(
     formats: Sequence[str] = FORMATS,
     seed: int = 0,
     haystack: Haystack | None = None,
+    avoid_invented: Iterable[str] = (),
 ) -> list[Item]:
     """Return a by-construction suite: items_per_cell items per (length, family, format).
 
@@ -151,6 +152,8 @@ def build_suite(
     Depths, hop counts, tier sets, wordings and wrong kinds cycle per family (and format) so that
     they spread evenly; the rest is drawn from RNGs seeded per item, so the same arguments give
     the same items. `haystack` defaults to the documentation that ships with Python.
+    `avoid_invented` lists names and codes no item may invent (those of a suite to hold out
+    from); empty, it changes nothing.
     """
     buckets = parse_lengths(lengths) if isinstance(lengths, str) else list(lengths)
     if not buckets:
@@ -164,6 +167,7 @@ def build_suite(
         raise ValueError(f"items_per_cell must be at least 1, got {items_per_cell}")
     stack = haystack if haystack is not None else load_haystack(None)
     counter = TokenCounter(tokenizer, stack)
+    avoid = frozenset(w.lower() for w in avoid_invented)
     turns: dict[tuple[str, ...], int] = {}
     items: list[Item] = []
     for bucket, size in buckets:
@@ -173,7 +177,7 @@ def build_suite(
                     rng = random.Random(f"longrm-construct:{seed}:{family}:{bucket}:{fmt}:{j}")
                     tiers, wording, choice = _choose(rng, turns, family, offset, fmt, size)
                     plan, content, n_tokens = build_prompt(
-                        rng, choice, _PLANNERS[family], counter, bucket
+                        rng, choice, _PLANNERS[family], counter, bucket, avoid
                     )
                     candidates = _candidates(rng, plan, tiers, wording)
                     item_id = _turn(turns, family, "id")
@@ -281,6 +285,8 @@ def _item(
         "candidate_values": [list(_values(plan, t)) for t in tiers],
         **plan.extra,
         "invented": list(plan.invented),
+        # every sentence planted in the context (the ones that settle the claims among them)
+        "planted": [f.text for f in plan.facts],
     }
     return Item(
         id=item_id,

@@ -6,7 +6,7 @@ import itertools
 import math
 import random
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -138,16 +138,27 @@ def render_prompt(plan: Plan, texts: Sequence[str], counts: Sequence[int]) -> st
     return f"<context>\n{context}\n</context>\n\nQuestion: {plan.question}\n{plan.instruction}"
 
 
-def _collides(plan: Plan, texts: Sequence[str]) -> bool:
-    """Return True when an invented string occurs in the filler (it must be new to the model)."""
+def _collides(plan: Plan, texts: Sequence[str], avoid: Collection[str] = ()) -> bool:
+    """Return True when an invented string occurs in the filler (it must be new to the model)
+    or is one of `avoid` (lower-cased names another suite uses).
+    """
     lowered = "\n".join(texts).lower()
-    return any(w.lower() in lowered for w in plan.invented)
+    return any(w.lower() in lowered or w.lower() in avoid for w in plan.invented)
 
 
 def build_prompt(
-    rng: random.Random, choice: Choice, planner: Planner, counter: TokenCounter, bucket: str
+    rng: random.Random,
+    choice: Choice,
+    planner: Planner,
+    counter: TokenCounter,
+    bucket: str,
+    avoid: Collection[str] = (),
 ) -> tuple[Plan, str, int]:
-    """Return a plan, its prompt of 80-95% of the bucket, and the prompt's token count."""
+    """Return a plan, its prompt of 80-95% of the bucket, and the prompt's token count.
+
+    A plan inventing a string of `avoid` (lower-cased) is redrawn, as one whose names occur in
+    the filler is: held-out training data must not share names with its evaluation suite.
+    """
     size = choice.size
     low, high = math.ceil(LOW * size), math.floor(HIGH * size)
     target = rng.randint(math.ceil(_TARGET_LOW * size), math.floor(_TARGET_HIGH * size))
@@ -172,7 +183,7 @@ def build_prompt(
             bias = n - overhead - filler.total
         if not low <= n <= high:
             raise RuntimeError(f"could not fit a {bucket} prompt for {choice.family}")
-        if not _collides(plan, filler.texts):
+        if not _collides(plan, filler.texts, avoid):
             return plan, content, n
         plan = planner(rng, choice)
     raise RuntimeError("invented names keep colliding with the haystack; try another seed")

@@ -60,7 +60,10 @@ class TrainConfig(TrainingArguments):
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "Weights' dtype when loading: auto, float32, bfloat16, float16."},
+        metadata={
+            "help": "Weights' dtype: auto (float32 master weights; --bf16 computes in bf16), "
+            "float32, bfloat16, float16."
+        },
     )
     attn: str = field(
         default="sdpa",
@@ -100,7 +103,8 @@ class TrainConfig(TrainingArguments):
         default=False, metadata={"help": "Keep longrm's feature columns (leave it off)."}
     )
     include_num_input_tokens_seen: str = field(
-        default="non_padding", metadata={"help": "Count tokens for the tokens/s figure."}
+        default="no",
+        metadata={"help": "transformers' own token count (longrm counts real tokens itself)."},
     )
 
 

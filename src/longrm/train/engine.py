@@ -15,7 +15,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from longrm.train.config import TrainConfig
-from longrm.train.model_io import save_trained, write_record
+from longrm.train.model_io import merge_saved_adapter, write_record
 
 
 class LongrmTrainer(Trainer):
@@ -77,10 +77,15 @@ def checkpoint_to_resume(config: TrainConfig) -> str | None:
 
 
 def train_and_save(
-    trainer: LongrmTrainer, config: TrainConfig, record: dict[str, Any]
+    trainer: LongrmTrainer,
+    config: TrainConfig,
+    record: dict[str, Any],
+    base: str,
+    scalar: bool = False,
 ) -> dict[str, Any]:
     """Train (resuming when asked), save the final model into the output folder with its
-    record, and return the record.
+    record, and return the record. `base` is the model training started from (LoRA merges
+    into it); `scalar` says it has a score head.
     """
     start = time.perf_counter()
     resumed = checkpoint_to_resume(config)
@@ -99,10 +104,14 @@ def train_and_save(
         "log": [h for h in trainer.state.log_history if "loss" in h],
         "config": {k: v for k, v in config.to_dict().items() if not k.startswith("_")},
     }
-    trainer.accelerator.wait_for_everyone()
+    full["tokens"] = int(
+        trainer.accelerator.reduce(torch.tensor(full["tokens"], device=trainer.args.device), "sum")
+    )
+    trainer.save_model(str(out))  # every process takes part: ZeRO-3 and FSDP gather weights
     if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        save_trained(model, trainer.processing_class, out)  # type: ignore[arg-type]
+        if config.lora:
+            pad_id = getattr(trainer.processing_class, "pad_token_id", None)
+            merge_saved_adapter(out, base, scalar, pad_id)
         write_record(out, full)
     trainer.accelerator.wait_for_everyone()
     return full

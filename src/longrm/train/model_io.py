@@ -41,7 +41,9 @@ def load_for_training(
         tokenizer.pad_token = tokenizer.eos_token
     dtype = parse_dtype(config.dtype)
     if dtype == "auto":
-        dtype = torch.bfloat16 if config.bf16 else torch.float32
+        # Master weights stay float32: at lr 2e-6 updates to bf16 weights round away; --bf16
+        # still computes in bf16 through autocast.
+        dtype = torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn}
     if scalar:
         model = AutoModelForSequenceClassification.from_pretrained(resolved, num_labels=1, **kwargs)
@@ -71,12 +73,22 @@ def _with_lora(model: PreTrainedModel, config: TrainConfig, scalar: bool) -> Pre
     return get_peft_model(model, lora)  # type: ignore[return-value]
 
 
-def save_trained(model: Any, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:
-    """Save a plain model (LoRA merged into the weights) and its tokenizer into `out`."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+def merge_saved_adapter(out: str | Path, base: str, scalar: bool, pad_id: int | None) -> None:
+    """Replace the LoRA adapter saved in `out` by a plain model: base weights + merged adapter.
+
+    Merging from disk after `Trainer.save_model` works the same under DDP, ZeRO-3 and FSDP,
+    where the in-memory weights are split across processes.
+    """
+    from peft import PeftModel
+
+    cls = AutoModelForSequenceClassification if scalar else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"num_labels": 1} if scalar else {}
+    model = cls.from_pretrained(resolve_model_path(base), dtype=torch.float32, **kwargs)
+    model.config.pad_token_id = pad_id
+    merged = PeftModel.from_pretrained(model, str(out)).merge_and_unload()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (Path(out) / name).unlink(missing_ok=True)
+    merged.save_pretrained(out)
 
 
 def file_digest(path: str | Path) -> str:

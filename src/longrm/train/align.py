@@ -1,0 +1,179 @@
+"""Stage II: preference optimisation of judgments (LOGO, SimPO or DPO), the prompt shared.
+
+The chosen judgment and its V rejected ones are scored in one packed sequence per row (see
+shared_prefix.py); `--no-shared-prefix` scores one sequence per judgment, the baseline.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from longrm.items import ItemError
+from longrm.train.config import AlignConfig
+from longrm.train.data import load_preferences
+from longrm.train.engine import LongrmTrainer, train_and_save
+from longrm.train.features import FitStats, fit_judgments, prompt_positions
+from longrm.train.losses import LossOutput, dpo_loss, logo_loss, simpo_loss
+from longrm.train.model_io import file_digest, load_for_training, read_record
+from longrm.train.parallel import check_parallel_config
+from longrm.train.shared_prefix import response_logps
+from longrm.train.tokens import PromptResponses
+
+
+def align_features(
+    config: AlignConfig, tokenizer: Any, examples: list[Any], stats: FitStats
+) -> list[dict[str, Any]]:
+    """Return each row's ids (prompt; chosen then rejected judgments) and prompt positions."""
+    rng = random.Random(config.seed)
+    features = []
+    for ex in examples:
+        try:
+            ids = fit_judgments(
+                tokenizer,
+                ex.messages,
+                [ex.chosen, *ex.rejects],
+                ex.protected,
+                config.max_length,
+                ex.source,
+                stats,
+            )
+        except ItemError as err:
+            if not config.skip_invalid:
+                raise
+            stats.skipped.append(str(err))
+            continue
+        spread = prompt_positions(
+            len(ids.prompt), config.positions_window, config.positions_mode, rng
+        )
+        features.append({"ids": ids, "positions": spread})
+    return features
+
+
+def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keep rows as (prompt, responses) ids: packing happens in the loss, per layout."""
+    positions = [r["positions"] for r in rows]
+    batch: dict[str, Any] = {
+        "examples": tuple(r["ids"] for r in rows),
+        "positions": None if all(p is None for p in positions) else tuple(positions),
+    }
+    if "ref" in rows[0]:
+        batch["ref"] = torch.tensor([r["ref"] for r in rows])
+    return batch
+
+
+def tokens_read(batch: tuple[PromptResponses, ...], shared_prefix: bool) -> int:
+    """Return the tokens a step reads: the prompt once per row when shared, once per response
+    otherwise.
+    """
+    if shared_prefix:
+        return sum(len(x.prompt) + sum(len(r) for r in x.responses) for x in batch)
+    return sum(len(x.prompt) * len(x.responses) + sum(len(r) for r in x.responses) for x in batch)
+
+
+class AlignTrainer(LongrmTrainer):
+    """Trainer whose loss compares the chosen judgment with the mean of V rejected ones."""
+
+    def __init__(self, *args: Any, align: AlignConfig, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.align = align
+
+    def _logps(self, model: Any, inputs: dict[str, Any]) -> Any:
+        return response_logps(
+            model,
+            inputs["examples"],
+            shared_prefix=self.align.shared_prefix,
+            pad_id=int(self.processing_class.pad_token_id),  # type: ignore[union-attr]
+            prompt_positions=inputs["positions"],
+        )
+
+    def preference_loss(self, model: Any, inputs: dict[str, Any]) -> LossOutput:
+        """Return the configured loss on one batch."""
+        logps = self._logps(model, inputs)
+        cfg = self.align
+        if cfg.loss == "dpo":
+            ref = inputs["ref"].to(logps.sums)
+            return dpo_loss(
+                logps.sums[:, 0], logps.sums[:, 1:], ref[:, 0], ref[:, 1:], beta=cfg.dpo_beta
+            )
+        means = logps.means
+        if cfg.loss == "simpo":
+            return simpo_loss(means[:, 0], means[:, 1:], beta=cfg.beta, gamma=cfg.gamma)
+        return logo_loss(
+            means[:, 0], means[:, 1:], beta=cfg.beta, gamma=cfg.gamma, nll_weight=cfg.nll_weight
+        )
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        self.count_tokens(tokens_read(inputs["examples"], self.align.shared_prefix))
+        out = self.preference_loss(model, inputs)
+        self.note(accuracy=out.accuracy, margin=out.margin)
+        return (out.loss, {}) if return_outputs else out.loss
+
+
+@torch.no_grad()
+def reference_sums(model: Any, features: list[dict[str, Any]], pad_id: int, shared: bool) -> None:
+    """Store the starting model's summed log-probs of each response (DPO's frozen reference),
+    computed once before training instead of keeping a second model in memory.
+    """
+    was_training = model.training
+    model.eval()
+    for f in features:
+        logps = response_logps(
+            model,
+            [f["ids"]],
+            shared_prefix=shared,
+            pad_id=pad_id,
+            prompt_positions=None if f["positions"] is None else [f["positions"]],
+        )
+        f["ref"] = logps.sums[0].float().cpu().tolist()
+    model.train(was_training)
+
+
+def train_align(config: AlignConfig) -> dict[str, Any]:
+    """Run Stage II from the config (from `--from` when given); return the run's record."""
+    if config.loss == "simpo" and config.negatives != 1:
+        raise ValueError("--loss simpo compares with one rejected judgment: pass --negatives 1")
+    check_parallel_config(config, "align")
+    start = config.start_from or config.model
+    model, tokenizer = load_for_training(config, start)
+    loaded = load_preferences(
+        str(config.data),
+        negatives=config.negatives,
+        seed=config.judgment_seed,
+        skip_invalid=config.skip_invalid,
+        limit=config.max_rows,
+    )
+    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
+    features = align_features(config, tokenizer, loaded.examples, stats)
+    if not features:
+        raise ValueError(f"{config.data}: no training rows left ({len(stats.skipped)} skipped)")
+    if config.loss == "dpo":
+        reference_sums(model, features, int(tokenizer.pad_token_id), config.shared_prefix)
+    trainer = AlignTrainer(
+        model=model,
+        args=config,
+        train_dataset=features,
+        data_collator=collate,
+        processing_class=tokenizer,
+        align=config,
+    )
+    record = {
+        "stage": "align",
+        "loss": config.loss,
+        "started_from": {"model": start, "record": read_record(start)},
+        "data": {
+            "path": str(config.data),
+            "sha256": file_digest(str(config.data)),
+            "formats": loaded.formats,
+            **stats.as_dict(),
+        },
+    }
+    return train_and_save(trainer, config, record, start)

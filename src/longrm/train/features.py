@@ -1,0 +1,119 @@
+"""Examples to token ids that fit `max_length`, cutting distractor text only, with a count.
+
+A row that cannot fit even after cutting (its key context, question, responses or target alone
+are too long) is an error naming its source, or is skipped and counted with --skip-invalid.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedTokenizerBase
+
+from longrm.items import ItemError, Messages
+from longrm.train.positions import spread_positions
+from longrm.train.tokens import PromptResponses, scalar_ids, tokenize_judgments
+from longrm.train.truncation import TruncationError, fit_example
+
+
+@dataclass
+class FitStats:
+    """What fitting the rows to max_length did, for the log and the run record."""
+
+    rows: int = 0
+    truncated_rows: int = 0
+    cut_tokens: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the counts (and the first reasons rows were skipped)."""
+        return {
+            "rows": self.rows,
+            "truncated_rows": self.truncated_rows,
+            "cut_tokens": self.cut_tokens,
+            "skipped": len(self.skipped),
+            "skipped_first": self.skipped[:5],
+        }
+
+
+def _source_parts(source: str) -> tuple[str, int]:
+    path, _, line = source.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (source, 0)
+
+
+def fit_judgments(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Messages,
+    responses: Sequence[str],
+    protected: Sequence[str],
+    max_length: int,
+    source: str,
+    stats: FitStats,
+) -> PromptResponses:
+    """Return the prompt's and responses' ids with prompt + longest response <= max_length."""
+    stats.rows += 1
+    ids = tokenize_judgments(tokenizer, messages, list(responses))
+    if ids.longest <= max_length:
+        return ids
+    need = max(len(r) for r in ids.responses)
+
+    def prompt_tokens(m: Messages) -> int:
+        return len(tokenize_judgments(tokenizer, m, []).prompt)
+
+    try:
+        fitted, cut = fit_example(
+            tokenizer, messages, [*protected, *responses], max_length - need, prompt_tokens
+        )
+    except TruncationError as err:
+        path, line = _source_parts(source)
+        raise ItemError(
+            path, line, "chat_template", f"cannot fit --max-length {max_length}: {err}"
+        ) from None
+    stats.truncated_rows += 1
+    stats.cut_tokens += cut
+    return tokenize_judgments(tokenizer, fitted, list(responses))
+
+
+def fit_scalar(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Messages,
+    responses: Sequence[str],
+    protected: Sequence[str],
+    max_length: int,
+    source: str,
+    stats: FitStats,
+) -> list[list[int]]:
+    """Return each (prompt, response) chat's ids, the prompt cut so the longest fits."""
+    stats.rows += 1
+    ids = [scalar_ids(tokenizer, messages, r) for r in responses]
+    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+    if len(ids[longest]) <= max_length:
+        return ids
+    extra = len(ids[longest]) - len(tokenize_judgments(tokenizer, messages, []).prompt)
+
+    def prompt_tokens(m: Messages) -> int:
+        return len(tokenize_judgments(tokenizer, m, []).prompt)
+
+    try:
+        fitted, cut = fit_example(
+            tokenizer, messages, [*protected, *responses], max_length - extra, prompt_tokens
+        )
+    except TruncationError as err:
+        path, line = _source_parts(source)
+        raise ItemError(
+            path, line, "prompt", f"cannot fit --max-length {max_length}: {err}"
+        ) from None
+    stats.truncated_rows += 1
+    stats.cut_tokens += cut
+    return [scalar_ids(tokenizer, fitted, r) for r in responses]
+
+
+def prompt_positions(
+    n_prompt: int, window: int | None, mode: str, rng: random.Random
+) -> list[int] | None:
+    """Return spread position ids for a prompt (positional indices synthesis), or None."""
+    if window is None:
+        return None
+    return spread_positions(n_prompt, window, rng, mode=mode)

@@ -1,0 +1,122 @@
+"""Stage I: cold-start SFT of a judge, the loss on the judgment's tokens only."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from longrm.items import ItemError
+from longrm.train.config import SftConfig
+from longrm.train.data import load_sft
+from longrm.train.engine import LongrmTrainer, train_and_save
+from longrm.train.features import FitStats, fit_judgments, prompt_positions
+from longrm.train.model_io import file_digest, load_for_training, read_record
+from longrm.train.parallel import check_parallel_config
+
+IGNORE = -100
+
+
+def sft_features(
+    config: SftConfig, tokenizer: Any, examples: list[Any], stats: FitStats
+) -> list[dict[str, list[int]]]:
+    """Return input ids, labels (-100 over the prompt) and position ids per example."""
+    rng = random.Random(config.seed)
+    features = []
+    for ex in examples:
+        try:
+            ids = fit_judgments(
+                tokenizer,
+                ex.messages,
+                [ex.target],
+                ex.protected,
+                config.max_length,
+                ex.source,
+                stats,
+            )
+        except ItemError as err:
+            if not config.skip_invalid:
+                raise
+            stats.skipped.append(str(err))
+            continue
+        target = ids.responses[0]
+        spread = prompt_positions(
+            len(ids.prompt), config.positions_window, config.positions_mode, rng
+        )
+        head = spread if spread is not None else list(range(len(ids.prompt)))
+        positions = head + [head[-1] + 1 + i for i in range(len(target))]
+        features.append(
+            {
+                "input_ids": ids.prompt + target,
+                "labels": [IGNORE] * len(ids.prompt) + target,
+                "position_ids": positions,
+            }
+        )
+    return features
+
+
+def pad_batch(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: input ids with the pad id, labels with -100, positions with 0."""
+    width = max(len(r["input_ids"]) for r in rows)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows])
+
+    mask = torch.tensor(
+        [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+    )
+    return {
+        "input_ids": padded("input_ids", pad_id),
+        "labels": padded("labels", IGNORE),
+        "position_ids": padded("position_ids", 0),
+        "attention_mask": mask,
+    }
+
+
+class SftTrainer(LongrmTrainer):
+    """transformers' causal-LM loss on the judgment tokens, counting real tokens."""
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        self.count_tokens(int(inputs["attention_mask"].sum()))
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def train_sft(config: SftConfig) -> dict[str, Any]:
+    """Run Stage I from the config; return the run's record (also written beside the model)."""
+    check_parallel_config(config, "sft")
+    model, tokenizer = load_for_training(config, config.model)
+    loaded = load_sft(
+        str(config.data),
+        seed=config.judgment_seed,
+        skip_invalid=config.skip_invalid,
+        limit=config.max_rows,
+    )
+    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
+    features = sft_features(config, tokenizer, loaded.examples, stats)
+    if not features:
+        raise ValueError(f"{config.data}: no training rows left ({len(stats.skipped)} skipped)")
+    trainer = SftTrainer(
+        model=model,
+        args=config,
+        train_dataset=features,
+        data_collator=lambda rows: pad_batch(rows, int(tokenizer.pad_token_id)),
+        processing_class=tokenizer,
+    )
+    record = {
+        "stage": "sft",
+        "started_from": {"model": config.model, "record": read_record(config.model)},
+        "data": {
+            "path": str(config.data),
+            "sha256": file_digest(str(config.data)),
+            "formats": loaded.formats,
+            **stats.as_dict(),
+        },
+    }
+    return train_and_save(trainer, config, record, config.model)

@@ -1,0 +1,282 @@
+"""Log-probabilities of V+1 responses to one long prompt, with the prompt computed once.
+
+Stage II scores a chosen judgment and V rejected ones after the same long prompt. Sending
+`[prompt | r_i]` once per response repeats the prompt's work V+1 times; packing
+`[prompt | r0 | r1 | ...]` into one sequence does it once. Each response's tokens see the prompt
+and their own earlier tokens, never another response (a block attention mask), and their position
+ids restart where the prompt ends, so every response is scored exactly as if it were alone.
+
+How the mask reaches the model (transformers 5.24, `masking_utils._preprocess_mask_arguments`):
+a 4-D `attention_mask` (or a FlexAttention `BlockMask`) is passed to the attention layers as
+given. SDPA reads a boolean mask (True = attend); eager attention *adds* the mask to the scores,
+so it needs a float mask of 0 and the dtype's minimum. Both are built here from one rule
+(`_allowed`), and the FlexAttention mask_mod uses the same rule.
+
+The dense mask holds L x L booleans per example (64 MiB at 8K tokens, 1 GiB at 32K): beyond
+that, load the model with attn_implementation="flex_attention" on a GPU, which gets a BlockMask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+
+from longrm.train.tokens import PromptResponses
+
+PAD_SEGMENT = -1  # segment id of padding; the prompt is segment 0, response i is segment i + 1
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One prompt followed by all of its responses, as one sequence."""
+
+    input_ids: list[int]
+    position_ids: list[int]
+    #: [start, end) of each response in `input_ids`
+    spans: list[tuple[int, int]]
+
+    @property
+    def prompt_length(self) -> int:
+        """Return the number of prompt tokens (everything before the first response)."""
+        return self.spans[0][0]
+
+    def segments(self) -> list[int]:
+        """Return each token's segment: 0 for the prompt, i + 1 for response i."""
+        ids = [0] * self.prompt_length
+        for i, (start, end) in enumerate(self.spans):
+            ids += [i + 1] * (end - start)
+        return ids
+
+    def targets(self) -> list[tuple[int, int, int]]:
+        """Return (position whose output predicts it, token id, response index) per response
+        token: a response's first token is predicted by the prompt's last position.
+        """
+        out = []
+        for i, (start, end) in enumerate(self.spans):
+            sources = [self.prompt_length - 1, *range(start, end - 1)]
+            out += [
+                (s, self.input_ids[t], i) for s, t in zip(sources, range(start, end), strict=True)
+            ]
+        return out
+
+
+@dataclass(frozen=True)
+class ResponseLogps:
+    """Summed log-probabilities of each response's tokens and how many tokens each has."""
+
+    sums: Tensor  # (B, R), float32
+    counts: Tensor  # (B, R), int64
+
+    @property
+    def means(self) -> Tensor:
+        """Return the mean per-token log-probability of each response, (B, R)."""
+        return self.sums / self.counts.to(self.sums.dtype)
+
+
+def _check(example: PromptResponses, where: str) -> None:
+    if not example.prompt:
+        raise ValueError(f"{where}: the prompt is empty (its last token predicts each response)")
+    if not example.responses or any(not r for r in example.responses):
+        raise ValueError(f"{where}: every example needs at least one response, none empty")
+
+
+def pack(example: PromptResponses, prompt_positions: Sequence[int] | None = None) -> Packed:
+    """Return `[prompt | r0 | r1 | ...]` with each response's positions restarting at the
+    prompt's end (`prompt_positions[-1] + 1`; the prompt is 0..P-1 unless given).
+    """
+    _check(example, "pack")
+    positions = (
+        list(range(len(example.prompt))) if prompt_positions is None else list(prompt_positions)
+    )
+    if len(positions) != len(example.prompt):
+        raise ValueError(
+            f"{len(positions)} prompt positions for {len(example.prompt)} prompt tokens"
+        )
+    ids, spans = list(example.prompt), []
+    after = positions[-1] + 1
+    for response in example.responses:
+        spans.append((len(ids), len(ids) + len(response)))
+        ids += response
+        positions += range(after, after + len(response))
+    return Packed(ids, positions, spans)
+
+
+def segment_ids(packs: Sequence[Packed], length: int | None = None) -> Tensor:
+    """Return (B, L) segment ids, right-padded with PAD_SEGMENT to `length` (default: longest)."""
+    length = length or max(len(p.input_ids) for p in packs)
+    out = torch.full((len(packs), length), PAD_SEGMENT, dtype=torch.long)
+    for b, p in enumerate(packs):
+        out[b, : len(p.input_ids)] = torch.tensor(p.segments())
+    return out
+
+
+def _allowed(seg_q: Tensor, seg_k: Tensor, q: Tensor, k: Tensor) -> Tensor:
+    """Return whether query q may attend to key k (elementwise, broadcasting).
+
+    Causal, and the key is the prompt or in the query's own response. A padding query sees only
+    itself: a fully masked row would give NaN in the softmax, and its output is never read.
+    """
+    real = (seg_q != PAD_SEGMENT) & (seg_k != PAD_SEGMENT)
+    same_or_prompt = (seg_k == 0) | (seg_k == seg_q)
+    return ((k <= q) & real & same_or_prompt) | (q == k)
+
+
+def dense_mask(segments: Tensor) -> Tensor:
+    """Return the (B, 1, L, L) boolean mask for SDPA (True = attend) from (B, L) segment ids."""
+    n = segments.shape[1]
+    pos = torch.arange(n, device=segments.device)
+    allowed = _allowed(segments[:, :, None], segments[:, None, :], pos[:, None], pos[None, :])
+    return allowed[:, None]
+
+
+def flex_block_mask(segments: Tensor) -> BlockMask:
+    """Return a FlexAttention BlockMask with the same rule as `dense_mask`.
+
+    It stores only which 128x128 blocks are needed, so long sequences skip the other responses'
+    blocks instead of materialising an L x L mask. Training needs a GPU: torch 2.13 raises
+    "FlexAttention does not support backward on CPU".
+    """
+
+    def mask_mod(b: Tensor, h: Tensor, q: Tensor, k: Tensor) -> Tensor:
+        return _allowed(segments[b, q], segments[b, k], q, k)
+
+    batch, n = segments.shape
+    return create_block_mask(mask_mod, batch, None, n, n, device=segments.device)
+
+
+def attention_mask_for(model: torch.nn.Module, segments: Tensor) -> Tensor | BlockMask:
+    """Return the 4-D mask in the form the model's attention implementation reads."""
+    # DDP wraps the model without forwarding `.config`; DeepSpeed and FSDP forward it.
+    impl = getattr(getattr(model, "module", model).config, "_attn_implementation", None)
+    if impl == "sdpa":
+        return dense_mask(segments)
+    if impl == "eager":
+        dtype = next(model.parameters()).dtype
+        zero = torch.zeros((), dtype=dtype, device=segments.device)
+        return torch.where(dense_mask(segments), zero, torch.finfo(dtype).min)
+    if impl == "flex_attention":
+        return flex_block_mask(segments)
+    raise ValueError(
+        f"shared-prefix packing needs attn_implementation 'sdpa', 'eager' or 'flex_attention' "
+        f"(got {impl!r}); load the model with one of those, or pass --no-shared-prefix"
+    )
+
+
+def check_parallel_support(
+    shared_prefix: bool, context_parallel: int, sequence_parallel: int
+) -> None:
+    """Return None; raise ValueError when shared-prefix packing meets a parallelism that only
+    takes plain causal masks (accelerate context parallelism, DeepSpeed Ulysses).
+    """
+    if not shared_prefix:
+        return
+    used = []
+    if context_parallel > 1:
+        used.append(f"context parallelism (cp_size={context_parallel})")
+    if sequence_parallel > 1:
+        used.append(f"DeepSpeed Ulysses sequence parallelism (sp_size={sequence_parallel})")
+    if used:
+        raise ValueError(
+            f"shared-prefix packing needs a block attention mask, but {' and '.join(used)} "
+            "accepts only plain causal masks: pass --no-shared-prefix (each response as its own "
+            "causal sequence) or drop the parallelism"
+        )
+
+
+def _rows(
+    batch: Sequence[PromptResponses],
+    shared_prefix: bool,
+    prompt_positions: Sequence[Sequence[int]] | None,
+) -> list[Packed]:
+    """Return the sequences to run: one per example packed, or one per (example, response)."""
+    if prompt_positions is not None and len(prompt_positions) != len(batch):
+        raise ValueError(f"{len(prompt_positions)} prompt_positions for {len(batch)} examples")
+    n = len(batch[0].responses) if batch else 0
+    rows = []
+    for b, example in enumerate(batch):
+        _check(example, f"example {b}")
+        if len(example.responses) != n:
+            raise ValueError(
+                f"example {b} has {len(example.responses)} responses, example 0 has {n}: "
+                "every example in a batch needs the same number"
+            )
+        positions = None if prompt_positions is None else prompt_positions[b]
+        if shared_prefix:
+            rows.append(pack(example, positions))
+        else:
+            rows += [
+                pack(PromptResponses(example.prompt, [r]), positions) for r in example.responses
+            ]
+    return rows
+
+
+def response_logps(
+    model: torch.nn.Module,
+    batch: Sequence[PromptResponses],
+    *,
+    shared_prefix: bool = True,
+    pad_id: int,
+    prompt_positions: Sequence[Sequence[int]] | None = None,
+) -> ResponseLogps:
+    """Return the summed log-probability and token count of every response given its prompt.
+
+    `shared_prefix=False` runs one causal sequence `[prompt | r_i]` per response (the baseline,
+    and the only form context parallelism accepts); the numbers are the same either way.
+    """
+    if not batch:
+        raise ValueError("empty batch")
+    n_responses = len(batch[0].responses)
+    rows = _rows(batch, shared_prefix, prompt_positions)
+    device = next(model.parameters()).device
+    length = max(len(r.input_ids) for r in rows)
+
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r.input_ids)] = torch.tensor(r.input_ids)
+        position_ids[i, : len(r.input_ids)] = torch.tensor(r.position_ids)
+    segments = segment_ids(rows, length)
+
+    # Each target: the row and position whose output predicts it, its id, and its (example,
+    # response) slot. In a packed row the prompt's last position predicts R first tokens.
+    row_idx, src, tgt, slot = [], [], [], []
+    for i, r in enumerate(rows):
+        for s, t, k in r.targets():
+            example, response = (i, k) if shared_prefix else divmod(i, n_responses)
+            row_idx.append(i)
+            src.append(s)
+            tgt.append(t)
+            slot.append(example * n_responses + response)
+    row_t, src_t = torch.tensor(row_idx), torch.tensor(src)
+    keep = torch.zeros((len(rows), length), dtype=torch.bool)
+    keep[row_t, src_t] = True
+    # logits_to_keep as a boolean (rows, L) mask returns logits for the kept positions only,
+    # flattened row-major to (kept, vocab); `kept_index` maps (row, position) into that.
+    kept_index = keep.view(-1).cumsum(0).view_as(keep) - 1
+
+    if shared_prefix:
+        mask: Tensor | BlockMask = attention_mask_for(model, segments.to(device))
+    else:
+        # An explicit 2-D mask also stops transformers from reading gaps in position ids
+        # (positional indices synthesis) as boundaries between packed sequences.
+        mask = (segments != PAD_SEGMENT).long().to(device)
+    logits = model(
+        input_ids=input_ids.to(device),
+        position_ids=position_ids.to(device),
+        attention_mask=mask,
+        logits_to_keep=keep.to(device),
+        use_cache=False,
+    ).logits
+    which = kept_index[row_t, src_t].to(device)
+    picked = logits[which, torch.tensor(tgt, device=device)].float()
+    token_logps = picked - torch.logsumexp(logits.float(), dim=-1)[which]
+
+    slots = len(batch) * n_responses
+    slot_t = torch.tensor(slot, device=device)
+    sums = torch.zeros(slots, device=device).index_add(0, slot_t, token_logps)
+    counts = torch.bincount(slot_t, minlength=slots)
+    return ResponseLogps(sums.view(len(batch), n_responses), counts.view(len(batch), n_responses))
