@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo reproduce test lint typecheck unit bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml Makefile
 
 demo: setup
 	$(BIN)/longrm demo
+
+# The paper's two-stage gain in miniature on the default model (about an hour on two cores).
+reproduce: setup
+	$(BIN)/longrm reproduce --out reproduce-out
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -574,6 +574,103 @@ def demo(
     )
 
 
+@app.command("reproduce")
+def reproduce(
+    out: Annotated[Path, typer.Option(help="Folder for data, models, runs and the report.")] = Path(
+        "reproduce-out"
+    ),
+    model: ModelOpt = "default",
+    eval_lengths: Annotated[str, typer.Option(help="Held-out suite's buckets.")] = "512,1k,2k,4k",
+    eval_per_cell: Annotated[int, typer.Option(help="Held-out pairs per (length, task).")] = 2,
+    train_lengths: Annotated[str, typer.Option(help="Training items' buckets.")] = "512,1k,2k",
+    train_per_cell: Annotated[
+        int, typer.Option(help="Training items per (length, task, format).")
+    ] = 6,
+    sft_steps: Annotated[int, typer.Option(help="Stage I steps (one row each).")] = 100,
+    sft_lr: Annotated[float, typer.Option(help="Stage I learning rate.")] = 2e-5,
+    align_steps: Annotated[int, typer.Option(help="Stage II steps (one row each).")] = 40,
+    align_lr: Annotated[float, typer.Option(help="Stage II learning rate.")] = 5e-6,
+    negatives: Annotated[int, typer.Option(help="Rejected judgments per Stage II row (V).")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens a generating judge may write.")] = 48,
+) -> None:
+    """Micro reproduction of the paper's gain on this CPU: build disjoint training data and a
+    held-out suite, run Stage I then Stage II from it, evaluate the untrained, Stage I and
+    Stage II judges (logprob verdicts with the context swapped, and generating), and print the
+    table, the goals and the time taken. A rerun reuses finished stages and runs.
+    """
+    from transformers import AutoTokenizer
+
+    from longrm.evaluate.report import load_results, results_table_markdown, run_name, write_report
+    from longrm.models import resolve_model_path
+    from longrm.train.config import parse_config
+    from longrm.train.model_io import RECORD
+    from longrm.train.reproduce import ReproSettings, check_goals, prepare_data
+    from longrm.train.stages import STAGES
+
+    settings = ReproSettings(
+        eval_lengths=eval_lengths, eval_per_cell=eval_per_cell, train_lengths=train_lengths,
+        train_per_cell=train_per_cell, negatives=negatives, sft_steps=sft_steps, sft_lr=sft_lr,
+        align_steps=align_steps, align_lr=align_lr, max_new_tokens=max_new_tokens,
+    )  # fmt: skip
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    console.rule("longrm reproduce: Stage I, then Stage II, judged on a held-out suite")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    data = prepare_data(out, tokenizer, settings)
+    console.print(f"data: {data.counts}; train/eval overlap: {data.overlap}")
+    times["data"] = time.perf_counter() - start
+    common = ["--max_length", str(settings.max_length), "--save_strategy", "no", "--seed", "0"]
+    stages = [
+        ("stage1", "sft", ["--model", model, "--data", str(data.sft_rows),
+                           "--max_steps", str(sft_steps), "--learning_rate", str(sft_lr)]),
+        ("stage2", "align", ["--from", str(out / "stage1"), "--data", str(data.preference_rows),
+                             "--negatives", str(negatives), "--max_steps", str(align_steps),
+                             "--learning_rate", str(align_lr)]),
+    ]  # fmt: skip
+    for label, stage, args in stages:
+        t = time.perf_counter()
+        if (out / label / RECORD).is_file():
+            console.print(f"{label}: reusing {out / label}")
+            continue
+        console.rule(f"{label}: longrm train {stage} {' '.join(args)}")
+        config_cls, run = STAGES[stage]
+        record = run(parse_config(config_cls, [*args, "--out", str(out / label), *common]))
+        console.print(f"{label}: loss {record['first_loss']} -> {record['final_loss']}")
+        times[label] = time.perf_counter() - t
+    run_dirs: dict[str, Path] = {}
+    judges = [
+        ("untrained", model),
+        ("stage1", str(out / "stage1")),
+        ("stage2", str(out / "stage2")),
+    ]
+    for label, path in judges:
+        for verdict in ("logprob", "generate"):
+            t = time.perf_counter()
+            run_dir = out / f"{label}-{verdict}"
+            console.rule(f"eval {label} --verdict {verdict}")
+            eval_command(
+                bench=data.bench, out=run_dir, model=path, kind="judge", verdict=verdict,
+                ablate_context="swap" if verdict == "logprob" else None,
+                max_new_tokens=max_new_tokens, concurrency=1, retries=0,
+                name=f"{label} {verdict}", allow_errors=True,
+            )  # fmt: skip
+            run_dirs[f"{label}-{verdict}"] = run_dir
+            times[f"eval {label} {verdict}"] = time.perf_counter() - t
+    md, png = write_report(list(run_dirs.values()), out / "report")
+    results = {run_name(d): load_results(d) for d in run_dirs.values()}
+    typer.echo(results_table_markdown(results))
+    by = {key: load_results(d) for key, d in run_dirs.items()}
+    for label in ("stage1", "stage2"):
+        console.rule(f"goals: {label} against the untrained judge")
+        for goal in check_goals(by["untrained-logprob"], by[f"{label}-logprob"],
+                                by[f"{label}-generate"]):  # fmt: skip
+            console.print(f"{'met ' if goal.met else 'MISS'}  {goal.name}: {goal.measured}")
+    times["total"] = time.perf_counter() - start
+    console.print("time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
+    (out / "times.json").write_text(json.dumps(times, indent=2) + "\n")
+    console.print(f"report: {md}\nplot: {png}")
+
+
 @app.command("model-path")
 def model_path(
     gguf: Annotated[
