@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -170,7 +171,12 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            _write(args, rows)  # after every row: a run stopped early keeps what it measured
+    print("\n" + markdown_table(rows))
+    print(f"\nwrote {args.out}")
 
+
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     import torch
 
     result = {
@@ -194,8 +200,6 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n" + markdown_table(rows))
-    print(f"\nwrote {args.out}")
 
 
 def markdown_table(rows: list[dict[str, float]]) -> str:

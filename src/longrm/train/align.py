@@ -11,13 +11,12 @@ from typing import Any
 
 import torch
 
-from longrm.items import ItemError
 from longrm.train.config import AlignConfig
 from longrm.train.data import load_preferences
-from longrm.train.engine import LongrmTrainer, train_and_save
-from longrm.train.features import FitStats, fit_judgments, prompt_positions
+from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions
 from longrm.train.losses import LossOutput, dpo_loss, logo_loss, simpo_loss
-from longrm.train.model_io import file_digest, load_for_training, read_record
+from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
 from longrm.train.shared_prefix import response_logps
 from longrm.train.tokens import PromptResponses
@@ -28,28 +27,18 @@ def align_features(
 ) -> list[dict[str, Any]]:
     """Return each row's ids (prompt; chosen then rejected judgments) and prompt positions."""
     rng = random.Random(config.seed)
-    features = []
-    for ex in examples:
-        try:
-            ids = fit_judgments(
-                tokenizer,
-                ex.messages,
-                [ex.chosen, *ex.rejects],
-                ex.protected,
-                config.max_length,
-                ex.source,
-                stats,
-            )
-        except ItemError as err:
-            if not config.skip_invalid:
-                raise
-            stats.skipped.append(str(err))
-            continue
+
+    def feature(ex: Any) -> dict[str, Any]:
+        responses = [ex.chosen, *ex.rejects]
+        ids = fit_judgments(
+            tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
+        )
         spread = prompt_positions(
             len(ids.prompt), config.positions_window, config.positions_mode, rng
         )
-        features.append({"ids": ids, "positions": spread})
-    return features
+        return {"ids": ids, "positions": spread}
+
+    return fit_all(examples, feature, config.skip_invalid, stats)
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,8 +142,6 @@ def train_align(config: AlignConfig) -> dict[str, Any]:
     )
     stats = FitStats(skipped=[str(e) for e in loaded.skipped])
     features = align_features(config, tokenizer, loaded.examples, stats)
-    if not features:
-        raise ValueError(f"{config.data}: no training rows left ({len(stats.skipped)} skipped)")
     if config.loss == "dpo":
         reference_sums(model, features, int(tokenizer.pad_token_id), config.shared_prefix)
     trainer = AlignTrainer(
@@ -165,15 +152,5 @@ def train_align(config: AlignConfig) -> dict[str, Any]:
         processing_class=tokenizer,
         align=config,
     )
-    record = {
-        "stage": "align",
-        "loss": config.loss,
-        "started_from": {"model": start, "record": read_record(start)},
-        "data": {
-            "path": str(config.data),
-            "sha256": file_digest(str(config.data)),
-            "formats": loaded.formats,
-            **stats.as_dict(),
-        },
-    }
+    record = stage_record("align", config, start, loaded.formats, stats, loss=config.loss)
     return train_and_save(trainer, config, record, start)

@@ -8,13 +8,12 @@ from typing import Any
 
 import torch
 
-from longrm.items import ItemError
 from longrm.train.config import DisrmConfig
 from longrm.train.data import load_preferences
-from longrm.train.engine import LongrmTrainer, train_and_save
-from longrm.train.features import FitStats, fit_scalar
+from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.features import FitStats, fit_all, fit_scalar
 from longrm.train.losses import bradley_terry_loss
-from longrm.train.model_io import file_digest, load_for_training, read_record
+from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
 
 
@@ -22,25 +21,14 @@ def disrm_features(
     config: DisrmConfig, tokenizer: Any, examples: list[Any], stats: FitStats
 ) -> list[list[list[int]]]:
     """Return per row the ids of (prompt, chosen) then (prompt, rejected_j), as eval builds them."""
-    features = []
-    for ex in examples:
-        try:
-            features.append(
-                fit_scalar(
-                    tokenizer,
-                    ex.messages,
-                    [ex.chosen, *ex.rejects],
-                    ex.protected,
-                    config.max_length,
-                    ex.source,
-                    stats,
-                )
-            )
-        except ItemError as err:
-            if not config.skip_invalid:
-                raise
-            stats.skipped.append(str(err))
-    return features
+
+    def feature(ex: Any) -> list[list[int]]:
+        responses = [ex.chosen, *ex.rejects]
+        return fit_scalar(
+            tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
+        )
+
+    return fit_all(examples, feature, config.skip_invalid, stats)
 
 
 def collate_sequences(rows: list[list[list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -87,8 +75,6 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
     )
     stats = FitStats(skipped=[str(e) for e in loaded.skipped])
     features = disrm_features(config, tokenizer, loaded.examples, stats)
-    if not features:
-        raise ValueError(f"{config.data}: no training rows left ({len(stats.skipped)} skipped)")
     trainer = DisrmTrainer(
         model=model,
         args=config,
@@ -96,14 +82,5 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         data_collator=lambda rows: collate_sequences(rows, int(tokenizer.pad_token_id)),
         processing_class=tokenizer,
     )
-    record = {
-        "stage": "disrm",
-        "started_from": {"model": config.model, "record": read_record(config.model)},
-        "data": {
-            "path": str(config.data),
-            "sha256": file_digest(str(config.data)),
-            "formats": loaded.formats,
-            **stats.as_dict(),
-        },
-    }
+    record = stage_record("disrm", config, config.model, loaded.formats, stats)
     return train_and_save(trainer, config, record, config.model, scalar=True)

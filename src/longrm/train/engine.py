@@ -15,7 +15,8 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from longrm.train.config import TrainConfig
-from longrm.train.model_io import merge_saved_adapter, write_record
+from longrm.train.features import FitStats
+from longrm.train.model_io import file_digest, merge_saved_adapter, read_record, write_record
 
 
 class LongrmTrainer(Trainer):
@@ -64,6 +65,26 @@ class LossRateProgress(ProgressCallback):
         shown = {k: logs[k] for k in ("loss", "tokens_per_s", "accuracy") if k in logs}
         if shown:
             self.training_bar.set_postfix(shown, refresh=False)
+
+
+def stage_record(
+    stage: str,
+    config: TrainConfig,
+    base: str,
+    formats: dict[str, int],
+    stats: FitStats,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Return what a run records before training: the stage, the model it starts from (with
+    that model's own record, so stages chain), and the data: path, sha256, formats, fitting.
+    """
+    data = str(config.data)
+    return {
+        "stage": stage,
+        **extra,
+        "started_from": {"model": base, "record": read_record(base)},
+        "data": {"path": data, "sha256": file_digest(data), "formats": formats, **stats.as_dict()},
+    }
 
 
 def checkpoint_to_resume(config: TrainConfig) -> str | None:

@@ -7,8 +7,9 @@ are too long) is an error naming its source, or is skipped and counted with --sk
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from transformers import PreTrainedTokenizerBase
 
@@ -16,6 +17,9 @@ from longrm.items import ItemError, Messages
 from longrm.train.positions import spread_positions
 from longrm.train.tokens import PromptResponses, scalar_ids, tokenize_judgments
 from longrm.train.truncation import TruncationError, fit_example
+
+ExampleT = TypeVar("ExampleT")
+FeatureT = TypeVar("FeatureT")
 
 
 @dataclass
@@ -43,6 +47,34 @@ def _source_parts(source: str) -> tuple[str, int]:
     return (path, int(line)) if line.isdigit() else (source, 0)
 
 
+def _cut_to_fit(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Messages,
+    keep: Sequence[str],
+    budget: int,
+    max_length: int,
+    source: str,
+    stats: FitStats,
+) -> Messages:
+    """Return the messages with distractor text cut so the prompt takes at most `budget`
+    tokens (generation prompt included); a row that cannot fit is an ItemError at its source.
+    """
+
+    def prompt_tokens(m: Messages) -> int:
+        return len(tokenize_judgments(tokenizer, m, []).prompt)
+
+    try:
+        fitted, cut = fit_example(tokenizer, messages, keep, budget, prompt_tokens)
+    except TruncationError as err:
+        path, line = _source_parts(source)
+        raise ItemError(
+            path, line, "chat_template", f"cannot fit --max-length {max_length}: {err}"
+        ) from None
+    stats.truncated_rows += 1
+    stats.cut_tokens += cut
+    return fitted
+
+
 def fit_judgments(
     tokenizer: PreTrainedTokenizerBase,
     messages: Messages,
@@ -57,22 +89,9 @@ def fit_judgments(
     ids = tokenize_judgments(tokenizer, messages, list(responses))
     if ids.longest <= max_length:
         return ids
-    need = max(len(r) for r in ids.responses)
-
-    def prompt_tokens(m: Messages) -> int:
-        return len(tokenize_judgments(tokenizer, m, []).prompt)
-
-    try:
-        fitted, cut = fit_example(
-            tokenizer, messages, [*protected, *responses], max_length - need, prompt_tokens
-        )
-    except TruncationError as err:
-        path, line = _source_parts(source)
-        raise ItemError(
-            path, line, "chat_template", f"cannot fit --max-length {max_length}: {err}"
-        ) from None
-    stats.truncated_rows += 1
-    stats.cut_tokens += cut
+    budget = max_length - max(len(r) for r in ids.responses)
+    keep = [*protected, *responses]
+    fitted = _cut_to_fit(tokenizer, messages, keep, budget, max_length, source, stats)
     return tokenize_judgments(tokenizer, fitted, list(responses))
 
 
@@ -88,26 +107,32 @@ def fit_scalar(
     """Return each (prompt, response) chat's ids, the prompt cut so the longest fits."""
     stats.rows += 1
     ids = [scalar_ids(tokenizer, messages, r) for r in responses]
-    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
-    if len(ids[longest]) <= max_length:
+    longest = max(len(i) for i in ids)
+    if longest <= max_length:
         return ids
-    extra = len(ids[longest]) - len(tokenize_judgments(tokenizer, messages, []).prompt)
-
-    def prompt_tokens(m: Messages) -> int:
-        return len(tokenize_judgments(tokenizer, m, []).prompt)
-
-    try:
-        fitted, cut = fit_example(
-            tokenizer, messages, [*protected, *responses], max_length - extra, prompt_tokens
-        )
-    except TruncationError as err:
-        path, line = _source_parts(source)
-        raise ItemError(
-            path, line, "prompt", f"cannot fit --max-length {max_length}: {err}"
-        ) from None
-    stats.truncated_rows += 1
-    stats.cut_tokens += cut
+    budget = max_length - (longest - len(tokenize_judgments(tokenizer, messages, []).prompt))
+    keep = [*protected, *responses]
+    fitted = _cut_to_fit(tokenizer, messages, keep, budget, max_length, source, stats)
     return [scalar_ids(tokenizer, fitted, r) for r in responses]
+
+
+def fit_all(
+    examples: Sequence[ExampleT], fit: Callable[[ExampleT], FeatureT], skip: bool, stats: FitStats
+) -> list[FeatureT]:
+    """Return the features of every example that fits; one that cannot raises its ItemError,
+    or is counted as skipped when `skip` (--skip-invalid).
+    """
+    features = []
+    for ex in examples:
+        try:
+            features.append(fit(ex))
+        except ItemError as err:
+            if not skip:
+                raise
+            stats.skipped.append(str(err))
+    if not features:
+        raise ValueError(f"no training rows left ({len(stats.skipped)} skipped)")
+    return features
 
 
 def prompt_positions(

@@ -7,12 +7,11 @@ from typing import Any
 
 import torch
 
-from longrm.items import ItemError
 from longrm.train.config import SftConfig
 from longrm.train.data import load_sft
-from longrm.train.engine import LongrmTrainer, train_and_save
-from longrm.train.features import FitStats, fit_judgments, prompt_positions
-from longrm.train.model_io import file_digest, load_for_training, read_record
+from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions
+from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
 
 IGNORE = -100
@@ -23,37 +22,23 @@ def sft_features(
 ) -> list[dict[str, list[int]]]:
     """Return input ids, labels (-100 over the prompt) and position ids per example."""
     rng = random.Random(config.seed)
-    features = []
-    for ex in examples:
-        try:
-            ids = fit_judgments(
-                tokenizer,
-                ex.messages,
-                [ex.target],
-                ex.protected,
-                config.max_length,
-                ex.source,
-                stats,
-            )
-        except ItemError as err:
-            if not config.skip_invalid:
-                raise
-            stats.skipped.append(str(err))
-            continue
+
+    def feature(ex: Any) -> dict[str, list[int]]:
+        ids = fit_judgments(
+            tokenizer, ex.messages, [ex.target], ex.protected, config.max_length, ex.source, stats
+        )
         target = ids.responses[0]
         spread = prompt_positions(
             len(ids.prompt), config.positions_window, config.positions_mode, rng
         )
         head = spread if spread is not None else list(range(len(ids.prompt)))
-        positions = head + [head[-1] + 1 + i for i in range(len(target))]
-        features.append(
-            {
-                "input_ids": ids.prompt + target,
-                "labels": [IGNORE] * len(ids.prompt) + target,
-                "position_ids": positions,
-            }
-        )
-    return features
+        return {
+            "input_ids": ids.prompt + target,
+            "labels": [IGNORE] * len(ids.prompt) + target,
+            "position_ids": head + [head[-1] + 1 + i for i in range(len(target))],
+        }
+
+    return fit_all(examples, feature, config.skip_invalid, stats)
 
 
 def pad_batch(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -100,8 +85,6 @@ def train_sft(config: SftConfig) -> dict[str, Any]:
     )
     stats = FitStats(skipped=[str(e) for e in loaded.skipped])
     features = sft_features(config, tokenizer, loaded.examples, stats)
-    if not features:
-        raise ValueError(f"{config.data}: no training rows left ({len(stats.skipped)} skipped)")
     trainer = SftTrainer(
         model=model,
         args=config,
@@ -109,14 +92,5 @@ def train_sft(config: SftConfig) -> dict[str, Any]:
         data_collator=lambda rows: pad_batch(rows, int(tokenizer.pad_token_id)),
         processing_class=tokenizer,
     )
-    record = {
-        "stage": "sft",
-        "started_from": {"model": config.model, "record": read_record(config.model)},
-        "data": {
-            "path": str(config.data),
-            "sha256": file_digest(str(config.data)),
-            "formats": loaded.formats,
-            **stats.as_dict(),
-        },
-    }
+    record = stage_record("sft", config, config.model, loaded.formats, stats)
     return train_and_save(trainer, config, record, config.model)
