@@ -14,15 +14,13 @@ from longrm.bench.haystack import Haystack
 from longrm.items import PAIRWISE, Item, ItemError, SftRow, load_release_rows
 from longrm.rm.prompts import PromptSet
 from longrm.rm.verdicts import parse_ranking, verdict_strings
+from longrm.train.heldout import held_out_haystack, overlap, training_suite
 from longrm.train.judgments import (
-    held_out_haystack,
     judged_orders,
-    overlap,
     preference_examples,
     read_preference_jsonl,
     read_sft_jsonl,
     sft_examples,
-    training_suite,
     write_preference_jsonl,
     write_sft_jsonl,
 )

@@ -19,11 +19,10 @@ from transformers import PreTrainedTokenizerBase
 from longrm.bench.construct import build_suite
 from longrm.items import write_items
 from longrm.rm.prompts import PromptSet
+from longrm.train.heldout import overlap, training_suite
 from longrm.train.judgments import (
-    overlap,
     preference_examples,
     sft_examples,
-    training_suite,
     write_preference_jsonl,
     write_sft_jsonl,
 )
@@ -39,7 +38,7 @@ class ReproSettings:
     eval_lengths: str = "512,1k,2k,4k"
     eval_per_cell: int = 2
     eval_seed: int = 0
-    train_lengths: str = "512,1k,2k"
+    train_lengths: str = "512,1k"
     train_per_cell: int = 6
     train_seed: int = 1000
     negatives: int = 2
