@@ -85,3 +85,14 @@ def test_prompt_positions_reach_the_model(tiny_causal, tokenizer, shared_prefix)
     want = sum(float(logps[5 + j, t]) for j, t in enumerate(response))
     assert float(got.sums[0, 0]) == pytest.approx(want, abs=1e-4)
     assert abs(float(plain.sums[0, 0]) - want) > 1e-3  # the ids changed the scores
+
+
+def test_trainer_positions_leave_room_for_the_longest_response() -> None:
+    from longrm.train.features import prompt_positions
+
+    example = PromptResponses(list(range(30)), [[1] * 9, [2] * 4])
+    assert prompt_positions(example, None, "sparse", random.Random(0)) is None
+    for seed in range(20):
+        ids = prompt_positions(example, 40, "sparse", random.Random(seed))
+        assert ids is not None and len(ids) == 30
+        assert ids[-1] + 9 < 40  # the 9-token response's last id stays inside the window

@@ -33,9 +33,7 @@ def align_features(
         ids = fit_judgments(
             tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
         )
-        spread = prompt_positions(
-            len(ids.prompt), config.positions_window, config.positions_mode, rng
-        )
+        spread = prompt_positions(ids, config.positions_window, config.positions_mode, rng)
         return {"ids": ids, "positions": spread}
 
     return fit_all(examples, feature, config.skip_invalid, stats)

@@ -14,7 +14,7 @@ from typing import TypeVar
 from transformers import PreTrainedTokenizerBase
 
 from longrm.items import ItemError, Messages
-from longrm.train.positions import spread_positions
+from longrm.train.positions import spread_prompt
 from longrm.train.tokens import PromptResponses, scalar_ids, tokenize_judgments
 from longrm.train.truncation import TruncationError, fit_example
 
@@ -136,9 +136,11 @@ def fit_all(
 
 
 def prompt_positions(
-    n_prompt: int, window: int | None, mode: str, rng: random.Random
+    ids: PromptResponses, window: int | None, mode: str, rng: random.Random
 ) -> list[int] | None:
-    """Return spread position ids for a prompt (positional indices synthesis), or None."""
+    """Return spread position ids for a prompt (positional indices synthesis), or None; the
+    longest response's ids, which follow the prompt's last one, stay inside the window too.
+    """
     if window is None:
         return None
-    return spread_positions(n_prompt, window, rng, mode=mode)
+    return spread_prompt(ids, window, rng, mode=mode)

@@ -28,9 +28,7 @@ def sft_features(
             tokenizer, ex.messages, [ex.target], ex.protected, config.max_length, ex.source, stats
         )
         target = ids.responses[0]
-        spread = prompt_positions(
-            len(ids.prompt), config.positions_window, config.positions_mode, rng
-        )
+        spread = prompt_positions(ids, config.positions_window, config.positions_mode, rng)
         head = spread if spread is not None else list(range(len(ids.prompt)))
         return {
             "input_ids": ids.prompt + target,
