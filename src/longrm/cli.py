@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from longrm.cli_common import ModelOpt, console, err_console
+from longrm.cli_common import fail as _fail
+from longrm.cli_synth import synth_app
 from longrm.items import Item, ItemError, LoadResult, load_items
 
 app = typer.Typer(
@@ -39,22 +41,7 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
-console = Console(soft_wrap=True)  # paths and commands stay copyable: never wrapped
-err_console = Console(stderr=True, soft_wrap=True)
-
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        help="'default' (SmolLM2-135M-Instruct), an HF id, a local path, or openai:NAME@URL.",
-    ),
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
+app.add_typer(synth_app, name="synth")
 
 
 def _split_csv(value: str | None) -> list[str] | None:
