@@ -1,0 +1,1 @@
+"""Training-data synthesis: Short-to-Long padding, key-chunk scoring, consistency voting."""
