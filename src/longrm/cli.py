@@ -22,8 +22,28 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from longrm.cli_common import ModelOpt, console, err_console
+from longrm.cli_common import (
+    AttnOpt,
+    ConcurrencyOpt,
+    DtypeOpt,
+    KindOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    OpenAIParamsOpt,
+    PrefillOpt,
+    PrefixCacheOpt,
+    PromptsOpt,
+    RetriesOpt,
+    RopeScalingOpt,
+    ThinkingOpt,
+    TimeoutOpt,
+    VerdictOpt,
+    console,
+    err_console,
+    reward_model_options,
+)
 from longrm.cli_common import fail as _fail
+from longrm.cli_serve import bon_command, serve_command
 from longrm.cli_synth import synth_app
 from longrm.items import Item, ItemError, LoadResult, load_items
 
@@ -201,13 +221,8 @@ def eval_command(
     ],
     out: Annotated[Path, typer.Option(help="Run folder: predictions.jsonl, results.json, report.")],
     model: ModelOpt = "default",
-    kind: Annotated[
-        str | None,
-        typer.Option(help="scalar | likelihood | judge | openai (default: from the model)."),
-    ] = None,
-    verdict: Annotated[
-        str, typer.Option(help="judge/openai verdicts: generate | logprob.")
-    ] = "generate",
+    kind: KindOpt = None,
+    verdict: VerdictOpt = "generate",
     protocol: Annotated[
         str,
         typer.Option(
@@ -232,10 +247,8 @@ def eval_command(
             "of the same length bucket; empty: none) and report the context reliance."
         ),
     ] = None,
-    prefix_cache: Annotated[
-        bool, typer.Option(help="Encode the shared prompt once per item (off: the baseline).")
-    ] = True,
-    prompts: Annotated[Path | None, typer.Option(help="TOML file replacing judge prompts.")] = None,
+    prefix_cache: PrefixCacheOpt = True,
+    prompts: PromptsOpt = None,
     max_new_tokens: Annotated[
         int,
         typer.Option(
@@ -244,44 +257,16 @@ def eval_command(
             "~40 s per record when a judge never stops; lower it for quick looks."
         ),
     ] = 2048,
-    thinking: Annotated[
-        bool,
-        typer.Option(
-            help="Let judges whose chat template can think (Qwen3's enable_thinking) think "
-            "before the verdict; off by default, as the authors judge."
-        ),
-    ] = False,
-    max_length: Annotated[
-        int | None,
-        typer.Option(
-            help="Context window; longer prompts are cut in the middle. Above the model's "
-            "trained window, RoPE scaling is applied (YaRN unless --rope-scaling says)."
-        ),
-    ] = None,
-    rope_scaling: Annotated[
-        str | None, typer.Option(help="RoPE scaling TYPE:FACTOR, e.g. yarn:4 (Qwen3 to 128K).")
-    ] = None,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
-    attn: Annotated[
-        str | None, typer.Option(help="Attention implementation, e.g. sdpa or flash_attention_2.")
-    ] = None,
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight.")] = 8,
-    timeout: Annotated[float, typer.Option(help="openai: seconds per request.")] = 600.0,
-    retries: Annotated[int, typer.Option(help="openai: retries with backoff.")] = 3,
-    prefill: Annotated[
-        bool,
-        typer.Option(
-            help="openai: continue an assistant message that opens the verdict ('[['), for "
-            "servers that accept continue_final_message (vLLM, SGLang)."
-        ),
-    ] = False,
-    openai_params: Annotated[
-        str | None,
-        typer.Option(
-            help="openai: request fields, a JSON object or a profile (default, reasoning, "
-            "vllm-no-thinking); null drops a field."
-        ),
-    ] = None,
+    thinking: ThinkingOpt = False,
+    max_length: MaxLengthOpt = None,
+    rope_scaling: RopeScalingOpt = None,
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 600.0,
+    retries: RetriesOpt = 3,
+    prefill: PrefillOpt = False,
+    openai_params: OpenAIParamsOpt = None,
     retry_errors: Annotated[
         bool, typer.Option(help="Judge records that ended in an error again on resume.")
     ] = True,
@@ -295,7 +280,7 @@ def eval_command(
     from longrm.evaluate.protocol import check_protocol, paper_display_orders, paper_items
     from longrm.evaluate.report import results_table_markdown, write_report
     from longrm.evaluate.runner import EvalSettings, RunMismatchError, evaluate
-    from longrm.rm.load import RewardModelOptions, load_reward_model, resolve_kind
+    from longrm.rm.load import load_reward_model, resolve_kind
 
     try:
         check_protocol(protocol)
@@ -347,21 +332,21 @@ def eval_command(
         ablate_context=ablate_context,
         name=name or "",
     )
-    options = RewardModelOptions(
+    options = reward_model_options(
         kind=resolved_kind,
         verdict=verdict,
-        prompts_file=prompts,
+        prompts=prompts,
         prefix_cache=prefix_cache,
         max_new_tokens=max_new_tokens,
         max_length=max_length,
+        rope_scaling=rope_scaling,
         dtype=dtype,
-        attn_implementation=attn,
+        attn=attn,
         concurrency=concurrency,
         timeout=timeout,
         retries=retries,
         protocol=protocol,
         thinking=thinking,
-        rope_scaling=rope_scaling,
         prefill=prefill,
         openai_params=openai_params,
     )
@@ -573,15 +558,15 @@ def reproduce(
     train_per_cell: Annotated[
         int, typer.Option(help="Training items per (length, task, format).")
     ] = 6,
-    sft_steps: Annotated[int, typer.Option(help="Stage I steps (one row each).")] = 100,
+    sft_steps: Annotated[int, typer.Option(help="Stage I steps (one row each).")] = 90,
     sft_lr: Annotated[float, typer.Option(help="Stage I learning rate.")] = 2e-5,
     align_steps: Annotated[int, typer.Option(help="Stage II steps (one row each).")] = 40,
     align_lr: Annotated[float, typer.Option(help="Stage II learning rate.")] = 5e-6,
     negatives: Annotated[int, typer.Option(help="Rejected judgments per Stage II row (V).")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens a generating judge may write.")] = 48,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens a generating judge may write.")] = 32,
     generate_lengths: Annotated[
-        str, typer.Option(help="Buckets the generating runs judge (generation dominates time).")
-    ] = "512,1k,2k",
+        str, typer.Option(help="Buckets trained judges generate on (generation dominates time).")
+    ] = "512,1k",
 ) -> None:
     """Micro reproduction of the paper's gain on this CPU: build disjoint training data and a
     held-out suite, run Stage I then Stage II from it, evaluate the untrained, Stage I and
@@ -594,13 +579,14 @@ def reproduce(
     from longrm.models import resolve_model_path
     from longrm.train.config import parse_config
     from longrm.train.model_io import RECORD
-    from longrm.train.reproduce import ReproSettings, check_goals, prepare_data
+    from longrm.train.reproduce import ReproSettings, check_goals, judge_runs, prepare_data
     from longrm.train.stages import STAGES
 
     settings = ReproSettings(
         eval_lengths=eval_lengths, eval_per_cell=eval_per_cell, train_lengths=train_lengths,
         train_per_cell=train_per_cell, negatives=negatives, sft_steps=sft_steps, sft_lr=sft_lr,
         align_steps=align_steps, align_lr=align_lr, max_new_tokens=max_new_tokens,
+        generate_lengths=generate_lengths,
     )  # fmt: skip
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -630,25 +616,19 @@ def reproduce(
         console.print(f"{label}: loss {record['first_loss']} -> {record['final_loss']}")
         times[label] = time.perf_counter() - t
     run_dirs: dict[str, Path] = {}
-    judges = [
-        ("untrained", model),
-        ("stage1", str(out / "stage1")),
-        ("stage2", str(out / "stage2")),
-    ]
-    for label, path in judges:
-        for verdict in ("logprob", "generate"):
-            t = time.perf_counter()
-            run_dir = out / f"{label}-{verdict}"
-            console.rule(f"eval {label} --verdict {verdict}")
-            eval_command(
-                bench=data.bench, out=run_dir, model=path, kind="judge", verdict=verdict,
-                ablate_context="swap" if verdict == "logprob" else None,
-                lengths=None if verdict == "logprob" else generate_lengths,
-                max_new_tokens=max_new_tokens, concurrency=1, retries=0,
-                name=f"{label} {verdict}", allow_errors=True,
-            )  # fmt: skip
-            run_dirs[f"{label}-{verdict}"] = run_dir
-            times[f"eval {label} {verdict}"] = time.perf_counter() - t
+    judges = {"untrained": model, "stage1": str(out / "stage1"), "stage2": str(out / "stage2")}
+    for jr in judge_runs(settings):
+        t = time.perf_counter()
+        run_dir = out / jr.label
+        console.rule(f"eval {jr.judge} --verdict {jr.verdict}")
+        eval_command(
+            bench=data.bench, out=run_dir, model=judges[jr.judge], kind="judge",
+            verdict=jr.verdict, ablate_context="swap" if jr.ablate else None,
+            lengths=jr.lengths, max_new_tokens=max_new_tokens, concurrency=1, retries=0,
+            name=f"{jr.judge} {jr.verdict}", allow_errors=True,
+        )  # fmt: skip
+        run_dirs[jr.label] = run_dir
+        times[f"eval {jr.judge} {jr.verdict}"] = time.perf_counter() - t
     md, png = write_report(list(run_dirs.values()), out / "report")
     results = {run_name(d): load_results(d) for d in run_dirs.values()}
     typer.echo(results_table_markdown(results))
@@ -662,6 +642,10 @@ def reproduce(
     console.print("time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
     (out / "times.json").write_text(json.dumps(times, indent=2) + "\n")
     console.print(f"report: {md}\nplot: {png}")
+
+
+app.command("serve")(serve_command)
+app.command("bon")(bon_command)
 
 
 @app.command("model-path")

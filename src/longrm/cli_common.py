@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from longrm.rm.load import RewardModelOptions
 
 console = Console(soft_wrap=True)  # paths and commands stay copyable: never wrapped
 err_console = Console(stderr=True, soft_wrap=True)
@@ -24,3 +28,95 @@ def fail(message: str) -> typer.Exit:
     """Print `message` as an error and return the exit to raise (status 2)."""
     err_console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
+
+
+# The reward-model flags that `eval`, `serve` and `bon` share: one definition, one meaning.
+KindOpt = Annotated[
+    str | None,
+    typer.Option(help="scalar | likelihood | judge | openai (default: from the model)."),
+]
+VerdictOpt = Annotated[str, typer.Option(help="judge/openai verdicts: generate | logprob.")]
+PromptsOpt = Annotated[Path | None, typer.Option(help="TOML file replacing judge prompts.")]
+PrefixCacheOpt = Annotated[
+    bool, typer.Option(help="Encode the shared prompt once per item (off: the baseline).")
+]
+ThinkingOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Let judges whose chat template can think (Qwen3's enable_thinking) think "
+        "before the verdict; off by default, as the authors judge."
+    ),
+]
+MaxLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Context window; longer prompts are cut in the middle. Above the model's "
+        "trained window, RoPE scaling is applied (YaRN unless --rope-scaling says)."
+    ),
+]
+RopeScalingOpt = Annotated[
+    str | None, typer.Option(help="RoPE scaling TYPE:FACTOR, e.g. yarn:4 (Qwen3 to 128K).")
+]
+DtypeOpt = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")]
+AttnOpt = Annotated[
+    str | None, typer.Option(help="Attention implementation, e.g. sdpa or flash_attention_2.")
+]
+ConcurrencyOpt = Annotated[int, typer.Option(help="openai: requests in flight.")]
+TimeoutOpt = Annotated[float, typer.Option(help="openai: seconds per request.")]
+RetriesOpt = Annotated[int, typer.Option(help="openai: retries with backoff.")]
+PrefillOpt = Annotated[
+    bool,
+    typer.Option(
+        help="openai: continue an assistant message that opens the verdict ('[['), for "
+        "servers that accept continue_final_message (vLLM, SGLang)."
+    ),
+]
+OpenAIParamsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="openai: request fields, a JSON object or a profile (default, reasoning, "
+        "vllm-no-thinking); null drops a field."
+    ),
+]
+
+
+def reward_model_options(
+    *,
+    kind: str | None,
+    verdict: str = "generate",
+    prompts: Path | None = None,
+    prefix_cache: bool = True,
+    max_new_tokens: int = 2048,
+    max_length: int | None = None,
+    rope_scaling: str | None = None,
+    dtype: str = "auto",
+    attn: str | None = None,
+    concurrency: int = 8,
+    timeout: float = 600.0,
+    retries: int = 3,
+    protocol: str = "longrm",
+    thinking: bool = False,
+    prefill: bool = False,
+    openai_params: str | None = None,
+) -> RewardModelOptions:
+    """Return the RewardModelOptions that the shared flags describe (named as the flags are)."""
+    from longrm.rm.load import RewardModelOptions
+
+    return RewardModelOptions(
+        kind=kind,
+        verdict=verdict,
+        prompts_file=prompts,
+        prefix_cache=prefix_cache,
+        max_new_tokens=max_new_tokens,
+        max_length=max_length,
+        dtype=dtype,
+        attn_implementation=attn,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        protocol=protocol,
+        thinking=thinking,
+        rope_scaling=rope_scaling,
+        prefill=prefill,
+        openai_params=openai_params,
+    )

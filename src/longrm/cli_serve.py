@@ -1,0 +1,249 @@
+"""`longrm serve` (the HTTP reward service) and `longrm bon` (offline Best-of-N selection)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from longrm.cli_common import (
+    AttnOpt,
+    ConcurrencyOpt,
+    DtypeOpt,
+    KindOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    OpenAIParamsOpt,
+    PrefillOpt,
+    PrefixCacheOpt,
+    PromptsOpt,
+    RetriesOpt,
+    RopeScalingOpt,
+    ThinkingOpt,
+    TimeoutOpt,
+    VerdictOpt,
+    console,
+    err_console,
+    fail,
+    reward_model_options,
+)
+
+MaxNewTokensOpt = Annotated[
+    int,
+    typer.Option(
+        help="Tokens a generating judge may write per verdict (and the default max_tokens of "
+        "/v1/chat/completions)."
+    ),
+]
+ProtocolOpt = Annotated[
+    str, typer.Option(help="longrm | paper (the authors' verdict parsing and cut).")
+]
+
+
+def serve_command(
+    model: ModelOpt = "default",
+    kind: KindOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LONGRM_API_KEY",
+            help="Require 'Authorization: Bearer KEY' on every model endpoint (/health and "
+            "/metrics stay open).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Model name in responses and /v1/models (default: --model).")
+    ] = None,
+    queue_size: Annotated[
+        int, typer.Option(help="Requests that may wait for the model; more get 429.")
+    ] = 64,
+    max_batch: Annotated[
+        int, typer.Option(help="Requests the worker takes from the queue at once.")
+    ] = 16,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long an idle worker waits for requests arriving together.")
+    ] = 5.0,
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds a request may wait and run before a 504.")
+    ] = 600.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body accepted (413 above).")
+    ] = 32 * 1024 * 1024,
+    max_request_tokens: Annotated[
+        int, typer.Option(help="Most tokens of prompts and responses per request (413 above).")
+    ] = 1 << 20,
+    verdict: VerdictOpt = "generate",
+    protocol: ProtocolOpt = "longrm",
+    prompts: PromptsOpt = None,
+    prefix_cache: PrefixCacheOpt = True,
+    max_new_tokens: MaxNewTokensOpt = 512,
+    thinking: ThinkingOpt = False,
+    max_length: MaxLengthOpt = None,
+    rope_scaling: RopeScalingOpt = None,
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 600.0,
+    retries: RetriesOpt = 3,
+    prefill: PrefillOpt = False,
+    openai_params: OpenAIParamsOpt = None,
+) -> None:
+    """Serve a reward model over HTTP: score, compare, rank, OpenRLHF's /get_reward, vLLM's
+    /classify, OpenAI chat completions, /health and Prometheus /metrics.
+    """
+    import uvicorn
+
+    from longrm.rm.load import load_reward_model, resolve_kind
+    from longrm.serve.app import ServeSettings, create_app
+
+    if min(queue_size, max_batch, max_body_bytes, max_request_tokens) < 1:
+        raise fail("--queue-size, --max-batch, --max-body-bytes, --max-request-tokens must be >= 1")
+    try:
+        resolved = resolve_kind(model, kind)
+        options = reward_model_options(
+            kind=resolved, verdict=verdict, prompts=prompts, prefix_cache=prefix_cache,
+            max_new_tokens=max_new_tokens, max_length=max_length, rope_scaling=rope_scaling,
+            dtype=dtype, attn=attn, concurrency=concurrency, timeout=timeout, retries=retries,
+            protocol=protocol, thinking=thinking, prefill=prefill, openai_params=openai_params,
+        )  # fmt: skip
+        start = time.perf_counter()
+        rm = load_reward_model(model, options)
+    except (ValueError, OSError) as err:
+        raise fail(str(err)) from None
+    settings = ServeSettings(
+        model_name=name or model,
+        kind=resolved,
+        api_key=api_key or None,
+        max_body_bytes=max_body_bytes,
+        max_request_tokens=max_request_tokens,
+        queue_size=queue_size,
+        max_batch=max_batch,
+        batch_wait=batch_wait_ms / 1000,
+        request_timeout=request_timeout,
+        max_new_tokens=max_new_tokens,
+    )
+    app = create_app(rm, settings)
+    err_console.print(
+        f"serving {model} ({resolved}, loaded in {time.perf_counter() - start:.1f} s) on "
+        f"http://{host}:{port}: /v1/score /v1/compare /v1/rank /get_reward /classify "
+        f"/v1/chat/completions /health /metrics; auth {'on' if settings.api_key else 'off'}"
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        rm.close()
+
+
+def bon_command(
+    in_path: Annotated[
+        Path,
+        typer.Option(
+            "--in",
+            help="Rollouts JSONL: one prompt per line ('messages' or 'prompt', 'responses', "
+            "optional 'id').",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Picks JSONL (appended; a rerun resumes): SFT-ready 'messages'.")
+    ],
+    model: ModelOpt = "default",
+    kind: KindOpt = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted).")] = False,
+    verdict: VerdictOpt = "generate",
+    protocol: ProtocolOpt = "longrm",
+    prompts: PromptsOpt = None,
+    prefix_cache: PrefixCacheOpt = True,
+    max_new_tokens: MaxNewTokensOpt = 512,
+    thinking: ThinkingOpt = False,
+    max_length: MaxLengthOpt = None,
+    rope_scaling: RopeScalingOpt = None,
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 600.0,
+    retries: RetriesOpt = 3,
+    prefill: PrefillOpt = False,
+    openai_params: OpenAIParamsOpt = None,
+) -> None:
+    """Best-of-N: rank each prompt's rollouts, keep the best (and the ranking); resumable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from longrm.bon import best_of_n, load_rollouts
+    from longrm.items import ItemError
+    from longrm.rm.load import load_reward_model, resolve_kind
+
+    try:
+        rows, skipped = load_rollouts(in_path, skip_invalid=skip_invalid)
+    except (ItemError, FileNotFoundError) as err:
+        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
+        raise fail(f"{err}{hint}") from None
+    if skipped:
+        err_console.print(f"[yellow]skipped {len(skipped)} invalid rows[/]; first: {skipped[0]}")
+    try:
+        resolved = resolve_kind(model, kind)
+        options = reward_model_options(
+            kind=resolved, verdict=verdict, prompts=prompts, prefix_cache=prefix_cache,
+            max_new_tokens=max_new_tokens, max_length=max_length, rope_scaling=rope_scaling,
+            dtype=dtype, attn=attn, concurrency=concurrency, timeout=timeout, retries=retries,
+            protocol=protocol, thinking=thinking, prefill=prefill, openai_params=openai_params,
+        )  # fmt: skip
+        rm = load_reward_model(model, options)
+    except (ValueError, OSError) as err:
+        raise fail(str(err)) from None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    bar: dict[str, TaskID] = {}
+    started = time.perf_counter()
+    judged = [0]
+
+    def on_start(total: int, done: int) -> None:
+        bar["id"] = progress.add_task("picking", total=total, completed=done, rate="")
+        if done:
+            err_console.print(f"resuming: {done} of {total} prompts already picked in {out}")
+
+    def on_row(_: object) -> None:
+        judged[0] += 1
+        rate = judged[0] / max(time.perf_counter() - started, 1e-9)
+        progress.update(bar["id"], advance=1, rate=f"{rate:.2f} prompts/s")
+
+    try:
+        with progress:
+            outcome = best_of_n(rm, rows, out, on_start=on_start, on_row=on_row)
+    finally:
+        rm.close()
+    errors = out.with_name(out.name + ".errors.jsonl")
+    if outcome.failed:
+        errors.write_text("".join(json.dumps(f) + "\n" for f in outcome.failed), encoding="utf-8")
+    elif errors.exists():
+        errors.unlink()  # an earlier run's failures were all picked now
+    console.print(
+        f"picks: {outcome.picked} now, {outcome.resumed} from an earlier run, "
+        f"{len(outcome.failed)} failed, {len(skipped)} invalid rows skipped"
+    )
+    console.print(f"picks: {out}")
+    if outcome.failed:
+        raise fail(
+            f"{len(outcome.failed)} prompts got no ranking (reasons in {errors}); run the same "
+            "command again to retry them"
+        )
