@@ -559,7 +559,7 @@ def reproduce(
         int, typer.Option(help="Training items per (length, task, format).")
     ] = 6,
     sft_steps: Annotated[int, typer.Option(help="Stage I steps (one row each).")] = 90,
-    sft_lr: Annotated[float, typer.Option(help="Stage I learning rate.")] = 2e-5,
+    sft_lr: Annotated[float, typer.Option(help="Stage I learning rate.")] = 5e-5,
     align_steps: Annotated[int, typer.Option(help="Stage II steps (one row each).")] = 40,
     align_lr: Annotated[float, typer.Option(help="Stage II learning rate.")] = 5e-6,
     negatives: Annotated[int, typer.Option(help="Rejected judgments per Stage II row (V).")] = 2,

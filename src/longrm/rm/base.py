@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,35 @@ class Verdict:
         return self.ranking is not None
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a generating judge decodes one call: temperature 0 is greedy; a seed makes a sampled
+    call repeatable, so several seeds of one model act as several judges (consistency voting).
+    """
+
+    temperature: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"temperature must be a number >= 0, got {self.temperature}")
+
+    @property
+    def greedy(self) -> bool:
+        """Return True when the call decodes greedily (temperature 0)."""
+        return self.temperature == 0.0
+
+
+@dataclass
+class PointwiseJudgment:
+    """A pointwise judgment: the parsed `[Score: n]` (None when the reply holds none) and the
+    judge's text, whose explanation voting keeps as a training target.
+    """
+
+    score: float | None
+    text: str = ""
+
+
 def ranking_from_scores(scores: Sequence[float]) -> list[int]:
     """Return display slots sorted by score, best first (ties keep the display order)."""
     return sorted(range(len(scores)), key=lambda i: -scores[i])
@@ -55,6 +85,19 @@ class RewardModel(ABC):
     @abstractmethod
     def score(self, prompt: Messages, response: str) -> float:
         """Return a pointwise reward of one response (higher is better)."""
+
+    def judge_score(
+        self, prompt: Messages, response: str, sampling: Sampling | None = None
+    ) -> PointwiseJudgment:
+        """Return the pointwise judgment of one response, with the judge's text when it writes one.
+
+        The default wraps `score` (no text; NaN becomes None) and decodes only greedily: backends
+        that generate override it to return their text and honour `sampling`.
+        """
+        if sampling is not None and not sampling.greedy:
+            raise ValueError(f"{self.name} does not sample: it scores without generating text")
+        value = self.score(prompt, response)
+        return PointwiseJudgment(score=None if math.isnan(value) else value)
 
     def rank_item(self, prompt: Messages, responses: Sequence[str], *, pairwise: bool) -> Verdict:
         """Return the verdict on a benchmark item shown in this order.

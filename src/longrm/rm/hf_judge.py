@@ -8,15 +8,16 @@ confidence (hence AUC). Both share the context's cache across response orders.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import torch
 
 from longrm.evaluate.protocol import check_protocol, paper_cut
 from longrm.items import Messages
-from longrm.rm.base import RewardModel, Verdict
+from longrm.rm.base import PointwiseJudgment, RewardModel, Sampling, Verdict
 from longrm.rm.hf_common import (
     HFBackend,
     LoadedModel,
@@ -89,14 +90,32 @@ class JudgeRewardModel(HFBackend, RewardModel):
         fitted, truncated = fit_prompt(self.tokenizer, prompt, size, self.window - self._reserve())
         return self._prompt_ids(build(fitted)), truncated
 
-    def _generate(self, ids: list[int]) -> str:
-        new = self.runner.generate(
-            ids,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.loaded.model.config.pad_token_id,
-        )
+    def _generate(self, ids: list[int], sampling: Sampling | None = None) -> str:
+        """Return the judge's text after `ids`: greedy, or sampled as `sampling` says."""
+        decode: dict[str, Any] = {"do_sample": False}
+        if sampling is not None and not sampling.greedy:
+            decode = {"do_sample": True, "temperature": sampling.temperature}
+        with self._seeded(sampling.seed if sampling is not None else None):
+            new = self.runner.generate(
+                ids,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=self.loaded.model.config.pad_token_id,
+                **decode,
+            )
         return str(self.tokenizer.decode(new, skip_special_tokens=True))
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """Seed torch's RNG for one call and restore it after, so that a seeded call gives the
+        same text whatever ran before it (a resumed run draws what the first run drew).
+        """
+        if seed is None:
+            yield
+            return
+        device = self.loaded.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
 
     def _continuation_logprobs(self, ids: list[int], continuations: list[str]) -> list[float]:
         """Return log P(continuation | ids) for each string, all scored in one pass over the
@@ -144,10 +163,22 @@ class JudgeRewardModel(HFBackend, RewardModel):
 
         In generate mode an unparseable judgment scores NaN (the caller decides what that means).
         """
-        ids, _ = self._fit(prompt, lambda p: self.prompts.score_messages(p, response))
         if self.verdict == "generate":
-            value = parse_score(self._generate(ids))
+            value = self.judge_score(prompt, response).score
             return math.nan if value is None else value
+        ids, _ = self._fit(prompt, lambda p: self.prompts.score_messages(p, response))
         options = [f"\n[Score: {k}]" for k in range(11)]
         probs = torch.softmax(torch.tensor(self._continuation_logprobs(ids, options)), dim=0)
         return float((probs * torch.arange(11)).sum())
+
+    def judge_score(
+        self, prompt: Messages, response: str, sampling: Sampling | None = None
+    ) -> PointwiseJudgment:
+        """Return the generated `[Analysis] ... [Score: n]` text and its parsed score (None when
+        it holds none), decoded as `sampling` says; logprob mode has no text (see RewardModel).
+        """
+        if self.verdict != "generate":
+            return super().judge_score(prompt, response, sampling)
+        ids, _ = self._fit(prompt, lambda p: self.prompts.score_messages(p, response))
+        text = self._generate(ids, sampling)
+        return PointwiseJudgment(score=parse_score(text), text=text)

@@ -22,7 +22,7 @@ from openai.resources.chat.completions import Completions
 
 from longrm.evaluate.protocol import check_protocol
 from longrm.items import Messages
-from longrm.rm.base import RewardModel, Verdict
+from longrm.rm.base import PointwiseJudgment, RewardModel, Sampling, Verdict
 from longrm.rm.prompts import PromptSet, example_verdict, letters
 from longrm.rm.verdicts import parse_paper_verdict, parse_ranking, parse_score
 
@@ -351,9 +351,28 @@ class OpenAIJudge(RewardModel):
         the `openai` exception: a float cannot carry the error, and a server failure must not pass
         for a score.
         """
-        completion = self._chat(self.prompts.score_messages(prompt, response), self.max_tokens)
-        value = parse_score(_content(completion))
+        value = self.judge_score(prompt, response).score
         return math.nan if value is None else value
+
+    def judge_score(
+        self, prompt: Messages, response: str, sampling: Sampling | None = None
+    ) -> PointwiseJudgment:
+        """Return the reply's `[Score: n]` (None when it holds none) and the reply's text.
+
+        `sampling` replaces the judge's temperature (and seed, when it names one) for this call;
+        `request_params` still apply on top, so a profile that drops those fields drops them.
+        A failed call raises the `openai` exception, as `score` does.
+        """
+        fields: dict[str, Any] = {}
+        if sampling is not None:
+            fields["temperature"] = sampling.temperature
+            if sampling.seed is not None:
+                fields["seed"] = sampling.seed
+        completion = self._chat(
+            self.prompts.score_messages(prompt, response), self.max_tokens, **fields
+        )
+        text = _content(completion)
+        return PointwiseJudgment(score=parse_score(text), text=text)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -43,7 +43,7 @@ class ReproSettings:
     train_seed: int = 1000
     negatives: int = 2
     sft_steps: int = 90
-    sft_lr: float = 2e-5
+    sft_lr: float = 5e-5
     align_steps: int = 40
     align_lr: float = 5e-6
     max_length: int = 4096
