@@ -12,15 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from longrm.cli_common import (
     AttnOpt,
@@ -35,6 +26,7 @@ from longrm.cli_common import (
     PromptsOpt,
     RetriesOpt,
     RopeScalingOpt,
+    RunProgress,
     ThinkingOpt,
     TimeoutOpt,
     VerdictOpt,
@@ -354,29 +346,7 @@ def eval_command(
         rm = load_reward_model(model, options)
     except (ValueError, OSError) as err:
         raise _fail(str(err)) from None
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
-    bar: dict[str, TaskID] = {}
-    started = time.perf_counter()
-    new_records = [0]
-
-    def on_start(total: int, done: int) -> None:
-        bar["id"] = progress.add_task("judging", total=total, completed=done, rate="")
-        if done:
-            err_console.print(f"resuming: {done} of {total} records already in {out}")
-
-    def on_record(_: object) -> None:
-        new_records[0] += 1
-        rate = new_records[0] / max(time.perf_counter() - started, 1e-9)
-        progress.update(bar["id"], advance=1, rate=f"{rate:.2f} rec/s")
+    progress = RunProgress("judging", "rec/s", f"records already in {out}")
 
     try:
         with progress:
@@ -385,8 +355,8 @@ def eval_command(
                 items,
                 out,
                 settings,
-                on_start=on_start,
-                on_record=on_record,
+                on_start=progress.start,
+                on_record=progress.advance,
                 ablated_items=ablated,
                 order_plan=order_plan,
                 retry_errors=retry_errors,

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 if TYPE_CHECKING:
     from longrm.rm.load import RewardModelOptions
@@ -120,3 +130,51 @@ def reward_model_options(
         prefill=prefill,
         openai_params=openai_params,
     )
+
+
+class RunProgress:
+    """The step bar of a resumable run: work already done on start, then the rate of new work.
+
+    `resumed` ends the line printed when a run finds finished work ("resuming: 3 of 10 ...");
+    `rate_unit` names the rate ("rec/s", "rows/min": per minute when it ends in "/min").
+    """
+
+    def __init__(self, description: str, rate_unit: str, resumed: str) -> None:
+        self.description = description
+        self.rate_unit = rate_unit
+        self.resumed = resumed
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self.task: TaskID | None = None
+        self.new = 0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> RunProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def start(self, total: int, done: int) -> None:
+        """Show the bar with `done` of `total` finished before this run."""
+        self.started = time.perf_counter()
+        self.task = self.bar.add_task(self.description, total=total, completed=done, rate="")
+        if done:
+            err_console.print(f"resuming: {done} of {total} {self.resumed}")
+
+    def advance(self, *_: object) -> None:
+        """Count one finished piece of work and refresh the rate."""
+        self.new += 1
+        scale = 60 if self.rate_unit.endswith("/min") else 1
+        rate = scale * self.new / max(time.perf_counter() - self.started, 1e-9)
+        if self.task is not None:
+            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} {self.rate_unit}")

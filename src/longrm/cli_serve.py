@@ -22,6 +22,7 @@ from longrm.cli_common import (
     PromptsOpt,
     RetriesOpt,
     RopeScalingOpt,
+    RunProgress,
     ThinkingOpt,
     TimeoutOpt,
     VerdictOpt,
@@ -171,15 +172,6 @@ def bon_command(
     openai_params: OpenAIParamsOpt = None,
 ) -> None:
     """Best-of-N: rank each prompt's rollouts, keep the best (and the ranking); resumable."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from longrm.bon import best_of_n, load_rollouts
     from longrm.items import ItemError
@@ -203,33 +195,11 @@ def bon_command(
         rm = load_reward_model(model, options)
     except (ValueError, OSError) as err:
         raise fail(str(err)) from None
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
-    bar: dict[str, TaskID] = {}
-    started = time.perf_counter()
-    judged = [0]
-
-    def on_start(total: int, done: int) -> None:
-        bar["id"] = progress.add_task("picking", total=total, completed=done, rate="")
-        if done:
-            err_console.print(f"resuming: {done} of {total} prompts already picked in {out}")
-
-    def on_row(_: object) -> None:
-        judged[0] += 1
-        rate = judged[0] / max(time.perf_counter() - started, 1e-9)
-        progress.update(bar["id"], advance=1, rate=f"{rate:.2f} prompts/s")
+    progress = RunProgress("picking", "prompts/s", f"prompts already picked in {out}")
 
     try:
         with progress:
-            outcome = best_of_n(rm, rows, out, on_start=on_start, on_row=on_row)
+            outcome = best_of_n(rm, rows, out, on_start=progress.start, on_row=progress.advance)
     finally:
         rm.close()
     errors = out.with_name(out.name + ".errors.jsonl")

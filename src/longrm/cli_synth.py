@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from longrm.cli_common import ModelOpt, console, err_console, fail
+from longrm.cli_common import ModelOpt, RunProgress, console, err_console, fail
 
 synth_app = typer.Typer(
     help="Synthesize training data: Short-to-Long padding and consistency majority voting.",
@@ -108,15 +107,6 @@ def vote_command(
     """Consistency majority voting: judges score each response on its short key context; the
     plurality score's explanation becomes the training target; resumable.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from longrm.items import ItemError
     from longrm.rm.base import RewardModel
@@ -190,34 +180,12 @@ def vote_command(
         except (ValueError, OSError) as err:
             raise fail(str(err)) from None
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
-    bar: dict[str, TaskID] = {}
-    started = time.perf_counter()
-    finished = [0]
-
-    def on_start(total: int, done: int) -> None:
-        bar["id"] = progress.add_task("voting", total=total, completed=done, rate="")
-        if done:
-            err_console.print(f"resuming: {done} of {total} units already judged in {out}")
-
-    def on_unit(*_: object) -> None:
-        finished[0] += 1
-        rate = 60 * finished[0] / max(time.perf_counter() - started, 1e-9)
-        progress.update(bar["id"], advance=1, rate=f"{rate:.1f} units/min")
+    progress = RunProgress("voting", "units/min", f"units already judged in {out}")
 
     try:
         with progress:
             outcome = run_vote(
-                read.units, judges, out, settings, on_start=on_start, on_unit=on_unit
+                read.units, judges, out, settings, on_start=progress.start, on_unit=progress.advance
             )
     except (VoteMismatchError, ItemError, ValueError, FileExistsError) as err:
         raise fail(str(err)) from None
@@ -336,15 +304,6 @@ def short2long_command(
     """Short-to-Long: pad short-context rows to long target lengths, labels unchanged; the key
     context is tagged and placed at a controlled depth among whole distractor documents.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from transformers import AutoTokenizer
 
     from longrm.bench.construct import parse_lengths
@@ -406,32 +365,12 @@ def short2long_command(
         raise fail(str(err)) from None
     padder = Padder(tokenizer, source, templates, config)
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
-    bar: dict[str, TaskID] = {}
-    started = time.perf_counter()
-    finished = [0]
-
-    def on_start(total: int, done: int) -> None:
-        bar["id"] = progress.add_task("padding", total=total, completed=done, rate="")
-        if done:
-            err_console.print(f"resuming: {done} of {total} rows already in {out}")
-
-    def on_row(_: object) -> None:
-        finished[0] += 1
-        rate = 60 * finished[0] / max(time.perf_counter() - started, 1e-9)
-        progress.update(bar["id"], advance=1, rate=f"{rate:.1f} rows/min")
+    progress = RunProgress("padding", "rows/min", f"rows already in {out}")
 
     with progress:
-        summary = short2long(read.rows, padder, sink, on_start=on_start, on_row=on_row)
+        summary = short2long(
+            read.rows, padder, sink, on_start=progress.start, on_row=progress.advance
+        )
     try:
         where = sink.finish()
     except ValueError as err:

@@ -223,7 +223,9 @@ def short_row(row: dict[str, Any], where: str, line: int) -> ShortRow:
     """Return the ShortRow of one input row, or raise ItemError naming file, line and field."""
     if "chat_template" in row:
         return _from_release(row, where, line)
-    if "prompt" in row and ("chosen" in row or "rejected" in row):
+    if "chosen" in row or "rejected" in row:
+        if "question" in row and "prompt" not in row:  # a short QA pair: its question prompts
+            row = {"prompt": row["question"], **{k: v for k, v in row.items() if k != "question"}}
         return _from_trl(row, where, line)
     if "response" in row or "context" in row:
         return _from_pointwise(row, where, line)
