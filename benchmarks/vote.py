@@ -73,7 +73,8 @@ def main() -> None:
 
     from longrm.rm.load import RewardModelOptions, load_reward_model
     from longrm.synth.outputs import short_prompt
-    from longrm.synth.vote import Judge, VoteSettings, judge_plan, read_units, run_vote
+    from longrm.synth.units import read_units
+    from longrm.synth.voting_run import Judge, VoteSettings, judge_plan, run_vote
 
     torch.set_num_threads(args.threads)
     rows = ROWS[: args.rows]

@@ -125,3 +125,22 @@ def test_batched_verdicts_equal_one_pass_each(tiny_causal: str, n: int) -> None:
     pointwise = rm.score(PROMPT, GOOD)
     rm.batch_verdicts = False
     assert pointwise == pytest.approx(rm.score(PROMPT, GOOD), abs=1e-5)
+
+
+def test_forced_score_closes_a_judgment_without_one(tiny_causal: str) -> None:
+    free = _load(tiny_causal, kind="judge", max_new_tokens=8)
+    forced = _load(tiny_causal, kind="judge", max_new_tokens=8, force_score=True)
+    plain = free.judge_score(PROMPT, GOOD)
+    assert plain.score is None and not plain.forced  # a random model writes no [Score: n]
+    closed = forced.judge_score(PROMPT, GOOD)
+    assert closed.forced and closed.score is not None and 0 <= closed.score <= 10
+    assert closed.text == f"{plain.text.rstrip()}\n[Score: {int(closed.score)}]"
+    # the forced score is the likeliest score string after the prompt and the judge's own text
+    ids, _ = forced._fit(PROMPT, lambda p: forced.prompts.score_messages(p, GOOD))
+    new = forced._generate_ids(ids)
+    special = set(forced.tokenizer.all_special_ids)
+    while new and new[-1] in special:
+        new = new[:-1]
+    options = [f"\n[Score: {k}]" for k in range(11)]
+    logps = forced._continuation_logprobs([*ids, *new], options)
+    assert closed.score == max(range(11), key=logps.__getitem__)

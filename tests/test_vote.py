@@ -36,19 +36,9 @@ from longrm.synth import outputs
 from longrm.synth.agreement import agreement_stats, fleiss_kappa
 from longrm.synth.outputs import format_judgment
 from longrm.synth.templates import with_response
-from longrm.synth.vote import (
-    NO_AGREEMENT,
-    TIE,
-    Judge,
-    Judgment,
-    VoteMismatchError,
-    VoteSettings,
-    judge_plan,
-    read_units,
-    run_vote,
-    to_score,
-    vote,
-)
+from longrm.synth.units import Judgment, read_units, to_score
+from longrm.synth.vote import NO_AGREEMENT, TIE, vote
+from longrm.synth.voting_run import Judge, VoteMismatchError, VoteSettings, judge_plan, run_vote
 from longrm.train.data import load_preferences, load_sft
 
 RELEASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "longrm-release"

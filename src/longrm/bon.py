@@ -15,38 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from longrm.items import ItemError, Messages, iter_jsonl, validate_row
 from longrm.rm.base import RewardModel
+from longrm.serve.schemas import PromptRequest
 
 
-class _Turn(BaseModel):
-    role: str = Field(min_length=1)
-    content: str
-
-
-class RolloutRow(BaseModel):
+class RolloutRow(PromptRequest):
     """One prompt and its rollouts: `messages` (chat turns) or `prompt` (text), `responses`."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str | int | None = None
-    messages: list[_Turn] | None = Field(default=None, min_length=1)
-    prompt: str | None = None
     responses: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _one_prompt(self) -> RolloutRow:
-        if (self.messages is None) == (self.prompt is None):
-            raise ValueError("give exactly one of 'messages' (chat turns) or 'prompt' (text)")
-        return self
-
-    def prompt_messages(self) -> Messages:
-        """Return the prompt as chat messages."""
-        if self.messages is not None:
-            return [m.model_dump() for m in self.messages]
-        return [{"role": "user", "content": self.prompt or ""}]
 
 
 @dataclass

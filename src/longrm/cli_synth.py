@@ -112,13 +112,13 @@ def vote_command(
     from longrm.rm.base import RewardModel
     from longrm.rm.load import RewardModelOptions, load_reward_model, resolve_kind
     from longrm.synth import agreement
-    from longrm.synth.vote import (
+    from longrm.synth.units import read_units
+    from longrm.synth.voting_run import (
         Judge,
         VoteMismatchError,
         VoteSettings,
         judge_plan,
         load_judges,
-        read_units,
         run_vote,
     )
 

@@ -60,6 +60,7 @@ class PointwiseJudgment:
 
     score: float | None
     text: str = ""
+    forced: bool = False  # the score was read by likelihood after a text that gave none
 
 
 def ranking_from_scores(scores: Sequence[float]) -> list[int]:

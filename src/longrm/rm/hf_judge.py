@@ -50,6 +50,7 @@ class JudgeRewardModel(HFBackend, RewardModel):
         prefix_cache: bool = True,
         protocol: str = "longrm",
         thinking: bool = False,
+        force_score: bool = False,
     ) -> None:
         super().__init__(loaded, prefix_cache, thinking)
         if verdict not in ("generate", "logprob"):
@@ -58,11 +59,14 @@ class JudgeRewardModel(HFBackend, RewardModel):
         self.verdict = verdict
         self.prompts = prompts or PromptSet.load()
         self.max_new_tokens = max_new_tokens
+        self.force_score = force_score
         self.name = loaded.path
         self.batch_verdicts = True  # False scores verdict strings one pass each (the reference)
 
     def _reserve(self) -> int:
-        return self.max_new_tokens if self.verdict == "generate" else _LOGPROB_RESERVE
+        if self.verdict != "generate":
+            return _LOGPROB_RESERVE
+        return self.max_new_tokens + (_LOGPROB_RESERVE if self.force_score else 0)
 
     def _prompt_ids(self, messages: Messages) -> list[int]:
         return encode(self.tokenizer, render_chat(self.tokenizer, messages, True, self.thinking))
@@ -92,6 +96,12 @@ class JudgeRewardModel(HFBackend, RewardModel):
 
     def _generate(self, ids: list[int], sampling: Sampling | None = None) -> str:
         """Return the judge's text after `ids`: greedy, or sampled as `sampling` says."""
+        return str(
+            self.tokenizer.decode(self._generate_ids(ids, sampling), skip_special_tokens=True)
+        )
+
+    def _generate_ids(self, ids: list[int], sampling: Sampling | None = None) -> list[int]:
+        """Return the token ids the judge writes after `ids` (see `_generate`)."""
         decode: dict[str, Any] = {"do_sample": False}
         if sampling is not None and not sampling.greedy:
             decode = {"do_sample": True, "temperature": sampling.temperature}
@@ -102,7 +112,7 @@ class JudgeRewardModel(HFBackend, RewardModel):
                 pad_token_id=self.loaded.model.config.pad_token_id,
                 **decode,
             )
-        return str(self.tokenizer.decode(new, skip_special_tokens=True))
+        return list(new)
 
     @contextlib.contextmanager
     def _seeded(self, seed: int | None) -> Iterator[None]:
@@ -180,5 +190,23 @@ class JudgeRewardModel(HFBackend, RewardModel):
         if self.verdict != "generate":
             return super().judge_score(prompt, response, sampling)
         ids, _ = self._fit(prompt, lambda p: self.prompts.score_messages(p, response))
-        text = self._generate(ids, sampling)
-        return PointwiseJudgment(score=parse_score(text), text=text)
+        new = self._generate_ids(ids, sampling)
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+        score = parse_score(text)
+        if score is not None or not self.force_score:
+            return PointwiseJudgment(score=score, text=text)
+        return self._forced_score(ids, new, text)
+
+    def _forced_score(self, ids: list[int], new: list[int], text: str) -> PointwiseJudgment:
+        """Close a judgment that holds no `[Score: n]` with the score the model finds likeliest
+        after its own text (`force_score`): small judges explain, then never write the score.
+        """
+        special = set(self.tokenizer.all_special_ids)
+        while new and new[-1] in special:  # continue the text, not an ended turn
+            new = new[:-1]
+        options = [f"\n[Score: {k}]" for k in range(11)]
+        logps = self._continuation_logprobs([*ids, *new], options)
+        best = max(range(11), key=logps.__getitem__)
+        return PointwiseJudgment(
+            score=float(best), text=f"{text.rstrip()}\n[Score: {best}]", forced=True
+        )

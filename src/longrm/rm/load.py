@@ -34,6 +34,7 @@ class RewardModelOptions:
     rope_scaling: str | None = None  # e.g. "yarn:4"; applied when max_length passes the window
     prefill: bool = False  # openai: continue an assistant message that opens the verdict
     openai_params: str | None = None  # openai: a JSON object or a named request profile
+    force_score: bool = False  # local judges: read a missing [Score: n] by likelihood (voting)
 
 
 def resolve_kind(spec: str | None, kind: str | None) -> str:
@@ -102,4 +103,5 @@ def load_reward_model(spec: str | None, options: RewardModelOptions | None = Non
         prefix_cache=opts.prefix_cache,
         protocol=opts.protocol,
         thinking=opts.thinking,
+        force_score=opts.force_score,
     )

@@ -20,14 +20,16 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class _PromptRequest(BaseModel):
-    """A task prompt as chat `messages`, or as a plain `prompt` (one user turn)."""
+class PromptRequest(BaseModel):
+    """A task prompt as chat `messages`, or as a plain `prompt` (one user turn); also the prompt
+    of a Best-of-N rollouts row (bon.py).
+    """
 
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     prompt: str | None = None
 
     @model_validator(mode="after")
-    def _one_prompt(self) -> _PromptRequest:
+    def _one_prompt(self) -> PromptRequest:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of 'messages' (chat turns) or 'prompt' (text)")
         return self
@@ -39,7 +41,7 @@ class _PromptRequest(BaseModel):
         return [{"role": "user", "content": self.prompt or ""}]
 
 
-class ScoreRequest(_PromptRequest):
+class ScoreRequest(PromptRequest):
     """POST /v1/score: one pointwise reward per response."""
 
     responses: list[str] = Field(min_length=1)
@@ -52,7 +54,7 @@ class ScoreResponse(BaseModel):
     scores: list[float | None]
 
 
-class CompareRequest(_PromptRequest):
+class CompareRequest(PromptRequest):
     """POST /v1/compare: which of two responses is better."""
 
     responses: list[str] = Field(min_length=2, max_length=2)
@@ -70,7 +72,7 @@ class CompareResponse(BaseModel):
     error: str | None = None
 
 
-class RankRequest(_PromptRequest):
+class RankRequest(PromptRequest):
     """POST /v1/rank: order N responses best first."""
 
     responses: list[str] = Field(min_length=1)

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from longrm.synth.vote import Judgment, Vote
+from longrm.synth.units import UNPARSEABLE
 
-_UNPARSEABLE = -1
+if TYPE_CHECKING:
+    from longrm.synth.units import Judgment
+    from longrm.synth.vote import Vote
 
 
 def fleiss_kappa(ratings: Sequence[Sequence[int]]) -> float | None:
@@ -65,9 +66,9 @@ def agreement_stats(
                 j.judge, {"judgments": 0, "unparseable": 0, "with_consensus": 0, "agree": 0}
             )
             entry["judgments"] += 1
-            entry["unparseable"] += j.score == _UNPARSEABLE
+            entry["unparseable"] += j.score == UNPARSEABLE
             total += 1
-            unparseable += j.score == _UNPARSEABLE
+            unparseable += j.score == UNPARSEABLE
             if result.kept:
                 entry["with_consensus"] += 1
                 entry["agree"] += j.score == result.consensus

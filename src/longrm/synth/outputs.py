@@ -2,7 +2,7 @@
 Best-of-N rows in the benchmark schema, all derived from the units' judgments and votes.
 
 A run folder holds:
-- judgments.jsonl   every unit with its judges' judgments (the source of truth; vote.py)
+- judgments.jsonl   every unit with its judges' judgments (the source of truth; voting_run.py)
 - sft.jsonl         Stage I rows: `chat_template` (the judge's conversation) + `golden`
 - preferences.jsonl Stage II rows: `chat_template`, `chosen`, `rejects`, `scores`, `conf`, ...
 - pairs.jsonl       benchmark rows (PairWise, BestOfN) from responses to one question whose
@@ -28,7 +28,8 @@ from longrm.rm.prompts import PromptSet
 from longrm.synth.templates import with_response
 
 if TYPE_CHECKING:
-    from longrm.synth.vote import Judgment, Vote, VoteItem
+    from longrm.synth.units import Judgment, VoteItem
+    from longrm.synth.vote import Vote
 
 JUDGMENTS_FILE = "judgments.jsonl"
 SFT_FILE = "sft.jsonl"

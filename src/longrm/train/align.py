@@ -13,7 +13,7 @@ import torch
 
 from longrm.train.config import AlignConfig
 from longrm.train.data import load_preferences
-from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.engine import LongrmTrainer, train_stage
 from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions
 from longrm.train.losses import LossOutput, dpo_loss, logo_loss, simpo_loss
 from longrm.train.model_io import load_for_training
@@ -138,17 +138,23 @@ def train_align(config: AlignConfig) -> dict[str, Any]:
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
-    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
-    features = align_features(config, tokenizer, loaded.examples, stats)
-    if config.loss == "dpo":
-        reference_sums(model, features, int(tokenizer.pad_token_id), config.shared_prefix)
-    trainer = AlignTrainer(
-        model=model,
-        args=config,
-        train_dataset=features,
-        data_collator=collate,
-        processing_class=tokenizer,
-        align=config,
+
+    def featurize(examples: list[Any], stats: FitStats) -> list[dict[str, Any]]:
+        features = align_features(config, tokenizer, examples, stats)
+        if config.loss == "dpo":
+            reference_sums(model, features, int(tokenizer.pad_token_id), config.shared_prefix)
+        return features
+
+    return train_stage(
+        "align",
+        config,
+        start,
+        model,
+        tokenizer,
+        loaded,
+        featurize,
+        AlignTrainer,
+        collate,
+        trainer_kwargs={"align": config},
+        record_extra={"loss": config.loss},
     )
-    record = stage_record("align", config, start, loaded.formats, stats, loss=config.loss)
-    return train_and_save(trainer, config, record, start)

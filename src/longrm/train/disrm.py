@@ -10,7 +10,7 @@ import torch
 
 from longrm.train.config import DisrmConfig
 from longrm.train.data import load_preferences
-from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.engine import LongrmTrainer, train_stage
 from longrm.train.features import FitStats, fit_all, fit_scalar
 from longrm.train.losses import bradley_terry_loss
 from longrm.train.model_io import load_for_training
@@ -73,14 +73,15 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
-    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
-    features = disrm_features(config, tokenizer, loaded.examples, stats)
-    trainer = DisrmTrainer(
-        model=model,
-        args=config,
-        train_dataset=features,
-        data_collator=lambda rows: collate_sequences(rows, int(tokenizer.pad_token_id)),
-        processing_class=tokenizer,
+    return train_stage(
+        "disrm",
+        config,
+        config.model,
+        model,
+        tokenizer,
+        loaded,
+        lambda examples, stats: disrm_features(config, tokenizer, examples, stats),
+        DisrmTrainer,
+        lambda rows: collate_sequences(rows, int(tokenizer.pad_token_id)),
+        scalar=True,
     )
-    record = stage_record("disrm", config, config.model, loaded.formats, stats)
-    return train_and_save(trainer, config, record, config.model, scalar=True)

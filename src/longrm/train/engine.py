@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from longrm.train.config import TrainConfig
+from longrm.train.data import Loaded
 from longrm.train.features import FitStats
 from longrm.train.model_io import file_digest, merge_saved_adapter, read_record, write_record
 
@@ -136,3 +138,36 @@ def train_and_save(
         write_record(out, full)
     trainer.accelerator.wait_for_everyone()
     return full
+
+
+def train_stage(
+    stage: str,
+    config: TrainConfig,
+    base: str,
+    model: Any,
+    tokenizer: Any,
+    loaded: Loaded,
+    featurize: Callable[[list[Any], FitStats], list[Any]],
+    trainer_class: type[LongrmTrainer],
+    data_collator: Callable[[list[Any]], dict[str, Any]],
+    *,
+    scalar: bool = False,
+    trainer_kwargs: dict[str, Any] | None = None,
+    record_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit the loaded examples into features, train a `trainer_class` on them, save the model,
+    and return the run's record. `featurize(examples, stats)` returns the features, counting
+    what it truncated or skipped; the rest is as in `stage_record` and `train_and_save`.
+    """
+    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
+    features = featurize(loaded.examples, stats)
+    trainer = trainer_class(
+        model=model,
+        args=config,
+        train_dataset=features,
+        data_collator=data_collator,
+        processing_class=tokenizer,
+        **(trainer_kwargs or {}),
+    )
+    record = stage_record(stage, config, base, loaded.formats, stats, **(record_extra or {}))
+    return train_and_save(trainer, config, record, base, scalar)

@@ -9,7 +9,7 @@ import torch
 
 from longrm.train.config import SftConfig
 from longrm.train.data import load_sft
-from longrm.train.engine import LongrmTrainer, stage_record, train_and_save
+from longrm.train.engine import LongrmTrainer, train_stage
 from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions
 from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
@@ -81,14 +81,14 @@ def train_sft(config: SftConfig) -> dict[str, Any]:
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
-    stats = FitStats(skipped=[str(e) for e in loaded.skipped])
-    features = sft_features(config, tokenizer, loaded.examples, stats)
-    trainer = SftTrainer(
-        model=model,
-        args=config,
-        train_dataset=features,
-        data_collator=lambda rows: pad_batch(rows, int(tokenizer.pad_token_id)),
-        processing_class=tokenizer,
+    return train_stage(
+        "sft",
+        config,
+        config.model,
+        model,
+        tokenizer,
+        loaded,
+        lambda examples, stats: sft_features(config, tokenizer, examples, stats),
+        SftTrainer,
+        lambda rows: pad_batch(rows, int(tokenizer.pad_token_id)),
     )
-    record = stage_record("sft", config, config.model, loaded.formats, stats)
-    return train_and_save(trainer, config, record, config.model)
