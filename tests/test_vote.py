@@ -694,3 +694,34 @@ def test_default_model_as_three_sampled_judges(tmp_path: Path, default_model_pat
     again = CliRunner().invoke(synth_app, args)
     assert again.exit_code == 0 and "0 judged now, 3 resumed" in again.output
     assert read_jsonl(out / "judgments.jsonl") == judged
+
+
+def test_forced_scores_round_trip_and_are_counted(tmp_path: Path, tiny_causal: str) -> None:
+    rows = [
+        {
+            "id": "q1",
+            "context": "The ferry leaves at 9.",
+            "question": "When does the ferry leave?",
+            "chosen": "At 9.",
+            "rejected": "At 7.",
+        }
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "run"
+    args = ["vote", "--in", str(source), "--out", str(out), "--model", tiny_causal, "--samples",
+            "3", "--temperature", "0.9", "--max-new-tokens", "6", "--force-score"]  # fmt: skip
+    result = CliRunner().invoke(synth_app, args)
+    assert result.exit_code == 0, result.output
+    judged = read_jsonl(out / "judgments.jsonl")
+    scores = [j for row in judged for j in row["judgments"]]
+    # a random model never writes [Score: n]: every score was read by likelihood, none is -1
+    assert len(scores) == 6 and all(j["forced"] and 0 <= j["score"] <= 10 for j in scores)
+    assert all(j["explanation"].endswith(f"[Score: {j['score']}]") for j in scores)
+    stats = json.loads((out / "agreement.json").read_text())
+    assert (stats["forced"], stats["unparseable"]) == (6, 0)
+    assert sum(e["forced"] for e in stats["per_judge"].values()) == 6
+    # voting again from the judgments file keeps the mark
+    again = tmp_path / "again"
+    redo = ["vote", "--from-judgments", str(out / "judgments.jsonl"), "--out", str(again)]
+    assert CliRunner().invoke(synth_app, redo).exit_code == 0
+    assert json.loads((again / "agreement.json").read_text())["forced"] == 6

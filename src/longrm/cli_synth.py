@@ -83,6 +83,13 @@ def vote_command(
     max_length: Annotated[
         int | None, typer.Option(help="Local judges' window; longer prompts are cut.")
     ] = None,
+    force_score: Annotated[
+        bool,
+        typer.Option(
+            help="Local judges: when a judgment ends without [Score: n], read the score the "
+            "model finds likeliest after its text (counted as forced) instead of recording -1."
+        ),
+    ] = False,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     thinking: Annotated[
         bool, typer.Option(help="Let judges whose chat template can think, think.")
@@ -170,6 +177,7 @@ def vote_command(
             timeout=timeout,
             retries=retries,
             openai_params=openai_params,
+            force_score=force_score,
         )
 
         def load(spec: str) -> RewardModel:
@@ -228,6 +236,7 @@ def vote_command(
     ]
     argv += [part for k, v in flags.items() if v is not None for part in (k, v)]
     argv += ["--thinking"] * thinking + ["--skip-invalid"] * skip_invalid
+    argv += ["--force-score"] * (force_score and input_path is not None)
     argv += ["--save-to-disk"] * save_to_disk
     console.print("reproduce: longrm synth vote " + shlex.join(argv))
     if outcome.errors and not allow_errors:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from longrm.synth.vote import Vote
 
 
+_COUNTS = ("judgments", "unparseable", "forced", "with_consensus", "agree")
+
+
 def fleiss_kappa(ratings: Sequence[Sequence[int]]) -> float | None:
     """Return Fleiss' kappa of units (rows) rated by the same number of raters (columns).
 
@@ -54,21 +57,19 @@ def agreement_stats(
     units = len(votes)
     kept = [v for _, v in votes if v.kept]
     dropped = Counter(v.dropped for _, v in votes if not v.kept)
-    per_judge: dict[str, dict[str, Any]] = {
-        name: {"judgments": 0, "unparseable": 0, "with_consensus": 0, "agree": 0} for name in judges
-    }
-    total = unparseable = 0
+    per_judge: dict[str, dict[str, Any]] = {name: dict.fromkeys(_COUNTS, 0) for name in judges}
+    total = unparseable = forced = 0
     full: list[list[int]] = []
     for found, result in votes:
         by_name = {j.judge: j.score for j in found}
         for j in found:
-            entry = per_judge.setdefault(
-                j.judge, {"judgments": 0, "unparseable": 0, "with_consensus": 0, "agree": 0}
-            )
+            entry = per_judge.setdefault(j.judge, dict.fromkeys(_COUNTS, 0))
             entry["judgments"] += 1
             entry["unparseable"] += j.score == UNPARSEABLE
+            entry["forced"] += j.forced
             total += 1
             unparseable += j.score == UNPARSEABLE
+            forced += j.forced
             if result.kept:
                 entry["with_consensus"] += 1
                 entry["agree"] += j.score == result.consensus
@@ -88,6 +89,7 @@ def agreement_stats(
         "judgments": total,
         "unparseable": unparseable,
         "unparseable_rate": _ratio(unparseable, total),
+        "forced": forced,
         "per_judge": per_judge,
         "fleiss_kappa": fleiss_kappa(full),
         "kappa_units": len(full),
@@ -121,7 +123,8 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
         f"({pct(stats['consensus_rate'])}); dropped: "
         f"{stats['dropped']['no-agreement']} without agreement, {stats['dropped']['tie']} tied",
         f"unparseable judgments: {stats['unparseable']} of {stats['judgments']} "
-        f"({pct(stats['unparseable_rate'])})",
+        f"({pct(stats['unparseable_rate'])}); scores read by likelihood (--force-score): "
+        f"{stats.get('forced', 0)}",
         "Fleiss' kappa: "
         + ("– (undefined)" if kappa is None else f"{kappa:.3f}")
         + f" over {stats['kappa_units']} units",

@@ -64,10 +64,13 @@ class Judgment:
     judge: str
     score: int
     explanation: str
+    forced: bool = False  # the judge gave no score; its likeliest one was read (--force-score)
 
     def to_json(self) -> dict[str, Any]:
-        """Return the judgment as written in judgments files."""
-        return {"judge": self.judge, "score": self.score, "explanation": self.explanation}
+        """Return the judgment as written in judgments files (`forced` only when true)."""
+        row: dict[str, Any] = {"judge": self.judge, "score": self.score}
+        row["explanation"] = self.explanation
+        return {**row, "forced": True} if self.forced else row
 
 
 class JudgmentRecord(BaseModel):
@@ -78,6 +81,7 @@ class JudgmentRecord(BaseModel):
     judge: str = Field(min_length=1)
     score: int = Field(ge=UNPARSEABLE, le=MAX_SCORE)
     explanation: str
+    forced: bool = False
 
 
 @dataclass
@@ -212,7 +216,7 @@ def _judgments(row: dict[str, Any], where: str, line: int) -> list[Judgment] | N
             raise ItemError(where, line, f"judgments.{i}.{err.field}", err.message) from None
         if parsed.score != UNPARSEABLE and not parsed.explanation.strip():
             raise ItemError(where, line, f"judgments.{i}.explanation", "empty, for a valid score")
-        out.append(Judgment(parsed.judge, parsed.score, parsed.explanation))
+        out.append(Judgment(parsed.judge, parsed.score, parsed.explanation, parsed.forced))
     names = [j.judge for j in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -114,7 +114,7 @@ def judge_unit(
                 result = judge.model.judge_score(prompt, unit.response, judge.sampling)
         else:
             result = judge.model.judge_score(prompt, unit.response, judge.sampling)
-        found.append(Judgment(judge.name, to_score(result.score), result.text))
+        found.append(Judgment(judge.name, to_score(result.score), result.text, result.forced))
     return found
 
 
