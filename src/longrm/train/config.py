@@ -107,6 +107,13 @@ class TrainConfig(TrainingArguments):
         metadata={"help": "transformers' own token count (longrm counts real tokens itself)."},
     )
 
+    def __post_init__(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():  # pinned memory only helps copies to a GPU
+            self.dataloader_pin_memory = False
+        super().__post_init__()
+
 
 @dataclass
 class SftConfig(TrainConfig):
