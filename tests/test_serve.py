@@ -473,7 +473,7 @@ def serve_in_thread(model: RewardModel, **settings: Any) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    app = create_app(model, ServeSettings(kind="scalar", **settings))
+    app = create_app(model, ServeSettings(**{"kind": "scalar", **settings}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -582,3 +582,21 @@ def test_a_full_batcher_refuses_work() -> None:
     model.gate.set()
     assert held.result() == [1.0] and waiting.result() == [1]
     full.close()
+
+
+def test_get_reward_gives_rl_trainers_a_number_where_the_judge_gave_none(tiny_causal: str) -> None:
+    """A generating judge that writes no [Score: n] (a random model never does) has no reward:
+    null by default, `--unscored-reward` when an RL trainer needs a number; extra_logs marks it.
+    """
+    judge = load_reward_model(tiny_causal, RewardModelOptions(kind="judge", max_new_tokens=4))
+    body = {"query": ["2+2? 4"], "prompts": ["2+2? "]}
+    try:
+        with serve_in_thread(judge, kind="judge") as url:
+            plain = _post(url, "/get_reward", body).json()
+        with serve_in_thread(judge, kind="judge", unscored_reward=-1.0) as url:
+            filled = _post(url, "/get_reward", body).json()
+    finally:
+        judge.close()
+    assert plain["rewards"] == [None] and plain["extra_logs"] == {"scored": [0.0]}
+    assert filled["rewards"] == filled["scores"] == [-1.0]
+    assert filled["extra_logs"] == {"scored": [0.0]}

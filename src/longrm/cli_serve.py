@@ -78,6 +78,13 @@ def serve_command(
     max_request_tokens: Annotated[
         int, typer.Option(help="Most tokens of prompts and responses per request (413 above).")
     ] = 1 << 20,
+    unscored_reward: Annotated[
+        float | None,
+        typer.Option(
+            help="/get_reward's reward where the model gave none (a judge's unparseable verdict): "
+            "RL trainers need a number; default null. extra_logs.scored marks them 0."
+        ),
+    ] = None,
     verdict: VerdictOpt = "generate",
     protocol: ProtocolOpt = "longrm",
     prompts: PromptsOpt = None,
@@ -127,6 +134,7 @@ def serve_command(
         batch_wait=batch_wait_ms / 1000,
         request_timeout=request_timeout,
         max_new_tokens=max_new_tokens,
+        unscored_reward=unscored_reward,
     )
     app = create_app(rm, settings)
     err_console.print(

@@ -72,6 +72,7 @@ class ServeSettings:
     batch_wait: float = 0.005
     request_timeout: float = 600.0
     max_new_tokens: int = 256
+    unscored_reward: float | None = None  # /get_reward's number where the model gave none
 
 
 class ApiError(Exception):
@@ -351,7 +352,8 @@ def create_app(model: RewardModel, settings: ServeSettings) -> FastAPI:
         count_tokens("/get_reward", body.query)
         values = [_finite(v) for v in await run(split(body.query, body.prompts, "query"))]
         scored = [0.0 if v is None else 1.0 for v in values]
-        return RewardResponse(rewards=values, scores=values, extra_logs={"scored": scored})
+        rewards = [settings.unscored_reward if v is None else v for v in values]
+        return RewardResponse(rewards=rewards, scores=rewards, extra_logs={"scored": scored})
 
     @app.post("/classify", dependencies=guarded)
     async def classify(body: ClassifyRequest) -> ClassifyResponse:
