@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/longrm demo
 
-# The paper's two-stage gain in miniature on the default model (about 80-90 minutes on two cores).
+# The paper's two-stage gain in miniature on the default model (about 50 minutes on two cores).
 reproduce: setup
 	$(BIN)/longrm reproduce --out reproduce-out
 
