@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from longrm.items import Messages
 
@@ -67,6 +68,20 @@ def render_task_plain(prompt: Messages) -> str:
     return "\n\n".join(m["content"] for m in prompt)
 
 
+def read_overrides(path: str | Path, keys: Sequence[str]) -> dict[str, Any]:
+    """Return the prompt templates a user's TOML file replaces; unknown keys are an error that
+    names the file, so a typo never silently keeps the default.
+    """
+    try:
+        user = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    unknown = sorted(set(user) - set(keys))
+    if unknown:
+        raise ValueError(f"{path}: unknown prompt keys {unknown}; known: {list(keys)}")
+    return user
+
+
 @dataclass(frozen=True)
 class PromptSet:
     """The judge's templates; `load` overrides the packaged defaults from a user file."""
@@ -86,14 +101,7 @@ class PromptSet:
         text = resources.files("longrm.rm").joinpath("prompts.toml").read_text(encoding="utf-8")
         values = tomllib.loads(text)
         if path is not None:
-            try:
-                user = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as err:
-                raise ValueError(f"{path}: not valid TOML: {err}") from None
-            unknown = sorted(set(user) - set(_KEYS))
-            if unknown:
-                raise ValueError(f"{path}: unknown prompt keys {unknown}; known: {list(_KEYS)}")
-            values.update(user)
+            values.update(read_overrides(path, _KEYS))
         return cls(**{k: values[k] for k in _KEYS})
 
     def render_responses(self, responses: Sequence[str]) -> str:

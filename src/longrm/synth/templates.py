@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longrm.items import Messages
+from longrm.rm.prompts import read_overrides
 
 VARIANTS = ("qa", "summary", "safety", "code")
 
@@ -129,14 +129,7 @@ class Templates:
         values.update({f"{v}_question": _QUESTION[v] for v in VARIANTS})
         values.update(user=_USER, response=_RESPONSE)
         if path is not None:
-            try:
-                user = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as err:
-                raise ValueError(f"{path}: not valid TOML: {err}") from None
-            unknown = sorted(set(user) - set(KEYS))
-            if unknown:
-                raise ValueError(f"{path}: unknown prompt keys {unknown}; known: {list(KEYS)}")
-            values.update(user)
+            values.update(read_overrides(path, KEYS))
         made = cls(
             variant=variant,
             system=values[f"{variant}_system"],
