@@ -58,8 +58,12 @@ def main() -> None:
     )
     bench = work / "bench"
     write_items(items, bench)
+    # One row a step and activation checkpointing on for every trainer, so that seconds per
+    # step stay comparable across trainers and with earlier runs (sft/align accumulate 2 rows
+    # and disrm 4 rows, without checkpointing, by default).
     common = ["--model", args.model, "--max_steps", str(args.steps), "--save_strategy", "no",
-              "--learning_rate", "1e-6", *(["--bf16"] if args.bf16 else [])]  # fmt: skip
+              "--learning_rate", "1e-6", "--gradient_accumulation_steps", "1",
+              "--activation_checkpointing", *(["--bf16"] if args.bf16 else [])]  # fmt: skip
     runs = {
         "sft": ("sft", ["--data", str(sft)]),
         "align (shared prefix, V=2)": ("align", ["--data", str(prefs)]),

@@ -16,6 +16,7 @@ from longrm.rm.prompts import PromptSet
 from longrm.rm.verdicts import parse_ranking, verdict_strings
 from longrm.train.heldout import held_out_haystack, overlap, training_suite
 from longrm.train.judgments import (
+    LAYOUTS,
     judged_orders,
     preference_examples,
     read_preference_jsonl,
@@ -24,6 +25,7 @@ from longrm.train.judgments import (
     write_preference_jsonl,
     write_sft_jsonl,
 )
+from longrm.train.verdict_spans import best_slot, best_slot_counts
 
 PROMPTS = PromptSet.load()
 EVAL_SEED = 3
@@ -98,6 +100,45 @@ def test_layouts_place_the_verdict(suite: list[Item]) -> None:
     assert opens == {True, False}
     with pytest.raises(ValueError, match="unknown layout"):
         sft_examples(suite, PROMPTS, seed=1, layout="sideways")  # type: ignore[arg-type]
+
+
+def test_verdict_only_target_is_the_gold_verdict_string(suite: list[Item]) -> None:
+    """The target is exactly the string `--verdict logprob` scores and the prompt asks for."""
+    assert "verdict_only" in LAYOUTS
+    examples = sft_examples(suite, PROMPTS, seed=1, layout="verdict_only")
+    for ex, (item, order) in zip(examples, _cases(suite, 1), strict=True):
+        options = dict(verdict_strings(item.n))
+        assert ex.target in options and options[ex.target] == _gold(order)
+    pair = next(item for item in suite if item.is_pairwise)
+    (a, b) = preference_examples([pair], PROMPTS, negatives=1, seed=1, layout="verdict_only")
+    assert {(a.chosen, a.rejects), (b.chosen, b.rejects)} == {
+        ("[[A]]", ("[[B]]",)),
+        ("[[B]]", ("[[A]]",)),
+    }
+    with pytest.raises(ValueError, match="1 wrong verdict.*lower --negatives"):
+        preference_examples([pair], PROMPTS, negatives=2, seed=1, layout="verdict_only")
+    bon3 = next(item for item in suite if item.n == 3)
+    for ex in preference_examples([bon3], PROMPTS, negatives=5, seed=1, layout="verdict_only"):
+        assert len(set(ex.rejects)) == 5 and all(r.startswith("[[") for r in ex.rejects)
+
+
+def test_pairwise_only_keeps_pairs_in_both_orders_gold_balanced(suite: list[Item]) -> None:
+    examples = sft_examples(suite, PROMPTS, seed=1, pairwise_only=True)
+    pairs = [item for item in suite if item.is_pairwise]
+    assert len(pairs) < len(suite) and len(examples) == 2 * len(pairs)
+    assert {ex.group for ex in examples} == {item.key for item in pairs}
+    for item in pairs:  # both orders of each pair, one gold A and one gold B
+        golds = sorted(best_slot(ex.target) or "" for ex in examples if ex.group == item.key)
+        assert golds == ["A", "B"]
+    assert best_slot_counts(ex.target for ex in examples) == {"A": len(pairs), "B": len(pairs)}
+    prefs = preference_examples(suite, PROMPTS, seed=1, pairwise_only=True)
+    assert [p.group for p in prefs] == [ex.group for ex in examples]
+
+
+def test_best_slot_reads_the_last_verdict() -> None:
+    assert best_slot("[[B]]\nAnswer A is wrong.\n[[A]]") == "A"
+    assert best_slot("[[C > A > B]]") == "C" and best_slot("[Score: 7]") is None
+    assert best_slot_counts(["[[A]]", "[[B]]", "[[A]]", "no verdict"]) == {"A": 2, "B": 1}
 
 
 def test_explanation_states_the_facts(suite: list[Item]) -> None:
@@ -248,7 +289,8 @@ def test_jsonl_round_trip(suite: list[Item], tmp_path: Path) -> None:
     sft = sft_examples(suite[:3], PROMPTS, seed=1)
     path = write_sft_jsonl(sft, tmp_path / "out" / "sft.jsonl")
     row = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    assert set(row) == {"chat_template", "golden", "protected", "origin"}
+    assert set(row) == {"chat_template", "golden", "protected", "origin", "group"}
+    assert row["group"] == suite[0].key
     back = read_sft_jsonl(path)
     assert back[1].source == f"{path}:2"
     assert [dataclasses.replace(b, source="") for b in back] == [
@@ -259,7 +301,7 @@ def test_jsonl_round_trip(suite: list[Item], tmp_path: Path) -> None:
     pref = preference_examples(suite[:3], PROMPTS, seed=1)
     path = write_preference_jsonl(pref, tmp_path / "pref.jsonl")
     row = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    assert set(row) == {"chat_template", "chosen", "rejects", "protected", "origin"}
+    assert set(row) == {"chat_template", "chosen", "rejects", "protected", "origin", "group"}
     assert [dataclasses.replace(b, source="") for b in read_preference_jsonl(path)] == [
         dataclasses.replace(e, source="") for e in pref
     ]

@@ -58,6 +58,13 @@ def test_reproduce_end_to_end_on_the_tiny_model(tiny_causal: str, tmp_path: Path
     data = json.loads((out / "data.json").read_text())
     assert data["overlap"] == {"invented": [], "paragraphs": []}
     assert data["counts"]["eval_items"] == 4 and data["counts"]["sft_rows"] > 0
+    # pairwise training items only, each in both orders: as many gold A rows as gold B rows
+    assert data["settings"]["train_formats"] == "pairwise"
+    assert data["counts"]["sft_rows"] == 2 * data["counts"]["train_items"]
+    assert data["counts"]["sft_gold_A"] == data["counts"]["sft_gold_B"] > 0
+    stage1 = json.loads((out / "stage1" / "longrm-train.json").read_text())
+    assert stage1["data"]["gold_best_slot"]["A"] == stage1["data"]["gold_best_slot"]["B"]
+    assert stage1["data"]["row_order"]["split_groups"] == 0
     stage2 = json.loads((out / "stage2" / "longrm-train.json").read_text())
     assert stage2["started_from"]["model"] == str(out / "stage1")
     assert stage2["started_from"]["record"]["stage"] == "sft"

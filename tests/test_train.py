@@ -177,7 +177,13 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
         parse_config(AlignConfig, ["--config", str(path)])
     with pytest.raises(ConfigError, match="--data"):
         parse_config(SftConfig, ["--out", "x"])
-    assert parse_config(DisrmConfig, ["--data", "d", "--out", "o"]).lora is True
+    disrm = parse_config(DisrmConfig, ["--data", "d", "--out", "o"])
+    assert disrm.lora is True
+    # what learned on the default model: LoRA r 16, alpha 32, lr 2e-4, 4 pairs a step, one epoch
+    assert (disrm.lora_r, disrm.lora_alpha, disrm.learning_rate) == (16, 32, 2e-4)
+    assert disrm.per_device_train_batch_size * disrm.gradient_accumulation_steps == 4
+    assert disrm.num_train_epochs == 1 and disrm.activation_checkpointing is False
+    assert parse_config(DisrmConfig, ["--data", "d", "--out", "o", "--lora_r", "8"]).lora_r == 8
 
 
 def test_cli_reports_bad_rows_with_file_and_line(tiny_causal: str, tmp_path: Path) -> None:

@@ -2,30 +2,52 @@
 
 The chosen judgment and its V rejected ones are scored in one packed sequence per row (see
 shared_prefix.py); `--no-shared-prefix` scores one sequence per judgment, the baseline.
+`--score_tokens verdict` scores only the verdicts' tokens and `--no_length_normalize` sums
+instead of averaging: the paper's m(y) averages over about 128 judgment tokens, which weights
+the one deciding letter at about beta/|y|.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
 import torch
 
+from longrm.items import ItemError
 from longrm.train.config import AlignConfig
 from longrm.train.data import load_preferences
 from longrm.train.engine import LongrmTrainer, train_stage
-from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions
+from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_positions, source_parts
 from longrm.train.losses import LossOutput, dpo_loss, logo_loss, simpo_loss
 from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
 from longrm.train.shared_prefix import response_logps
 from longrm.train.tokens import PromptResponses
+from longrm.train.verdict_spans import verdict_token_mask
+
+
+def verdict_scored(tokenizer: Any, ids: PromptResponses, source: str) -> PromptResponses:
+    """Return `ids` with only each response's verdict tokens scored; a response without a
+    verdict is an ItemError at its source (skipped and counted with --skip_invalid)."""
+    scored = [verdict_token_mask(tokenizer, r) for r in ids.responses]
+    for k, flags in enumerate(scored):
+        if not any(flags):
+            path, line = source_parts(source)
+            which = "chosen judgment" if k == 0 else f"rejected judgment {k}"
+            raise ItemError(
+                path, line, "chosen" if k == 0 else "rejects",
+                f"the {which} holds no [[...]] verdict for --score_tokens verdict",
+            )  # fmt: skip
+    return dataclasses.replace(ids, scored=scored)
 
 
 def align_features(
     config: AlignConfig, tokenizer: Any, examples: list[Any], stats: FitStats
 ) -> list[dict[str, Any]]:
-    """Return each row's ids (prompt; chosen then rejected judgments) and prompt positions."""
+    """Return each row's ids (prompt; chosen then rejected judgments, the tokens the loss
+    reads marked) and prompt positions."""
     rng = random.Random(config.seed)
 
     def feature(ex: Any) -> dict[str, Any]:
@@ -33,6 +55,8 @@ def align_features(
         ids = fit_judgments(
             tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
         )
+        if config.score_tokens == "verdict":
+            ids = verdict_scored(tokenizer, ids, ex.source)
         spread = prompt_positions(ids, config.positions_window, config.positions_mode, rng)
         return {"ids": ids, "positions": spread}
 
@@ -77,7 +101,9 @@ class AlignTrainer(LongrmTrainer):
         )
 
     def preference_loss(self, model: Any, inputs: dict[str, Any]) -> LossOutput:
-        """Return the configured loss on one batch."""
+        """Return the configured loss on one batch: over the scored tokens (all, or the
+        verdicts'), their log-probabilities averaged per response or, without
+        length_normalize, summed."""
         logps = self._logps(model, inputs)
         cfg = self.align
         if cfg.loss == "dpo":
@@ -85,11 +111,11 @@ class AlignTrainer(LongrmTrainer):
             return dpo_loss(
                 logps.sums[:, 0], logps.sums[:, 1:], ref[:, 0], ref[:, 1:], beta=cfg.dpo_beta
             )
-        means = logps.means
+        values = logps.means if cfg.length_normalize else logps.sums
         if cfg.loss == "simpo":
-            return simpo_loss(means[:, 0], means[:, 1:], beta=cfg.beta, gamma=cfg.gamma)
+            return simpo_loss(values[:, 0], values[:, 1:], beta=cfg.beta, gamma=cfg.gamma)
         return logo_loss(
-            means[:, 0], means[:, 1:], beta=cfg.beta, gamma=cfg.gamma, nll_weight=cfg.nll_weight
+            values[:, 0], values[:, 1:], beta=cfg.beta, gamma=cfg.gamma, nll_weight=cfg.nll_weight
         )
 
     def compute_loss(
@@ -135,6 +161,8 @@ def train_align(config: AlignConfig) -> dict[str, Any]:
         str(config.data),
         negatives=config.negatives,
         seed=config.judgment_seed,
+        layout=config.judgment_layout,
+        pairwise_only=config.pairwise_only,
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
@@ -155,6 +183,7 @@ def train_align(config: AlignConfig) -> dict[str, Any]:
         featurize,
         AlignTrainer,
         collate,
+        tokens=lambda feature: feature["ids"].longest,
         trainer_kwargs={"align": config},
         record_extra={"loss": config.loss},
     )

@@ -26,7 +26,7 @@ from longrm.items import (
 )
 from longrm.rm.prompts import PromptSet
 from longrm.train.examples import PreferenceExample, SftExample
-from longrm.train.judgments import preference_examples, sft_examples
+from longrm.train.judgments import Layout, preference_examples, row_group, sft_examples
 
 
 @dataclass
@@ -37,6 +37,18 @@ class Loaded:
     skipped: list[ItemError] = field(default_factory=list)
     #: how many examples came from each row format, for the run record
     formats: dict[str, int] = field(default_factory=dict)
+    #: rows read but left out on purpose (`{"best-of-n": 12}` under pairwise_only), counted
+    left_out: dict[str, int] = field(default_factory=dict)
+
+
+def _pairwise(items: list[Item], out: Loaded, pairwise_only: bool) -> list[Item]:
+    """Return the items to train on: all, or the pairwise ones (the rest counted as left out)."""
+    if not pairwise_only:
+        return items
+    kept = [item for item in items if item.is_pairwise]
+    if len(kept) < len(items):
+        out.left_out["best-of-n"] = len(items) - len(kept)
+    return kept
 
 
 def _rows(
@@ -90,11 +102,14 @@ def load_sft(
     *,
     prompts: PromptSet | None = None,
     seed: int = 0,
+    layout: Layout = "verdict_first",
+    pairwise_only: bool = False,
     skip_invalid: bool = False,
     limit: int | None = None,
 ) -> Loaded:
     """Return Stage I examples: release SFT rows as they are, TRL SFT rows, and benchmark rows
-    as judgments (the judge's prompt for the item, an explanation and the verdict).
+    as judgments (the judge's prompt for the item, in every display order, written in `layout`;
+    Best-of-N items left out and counted when `pairwise_only`).
     """
     out = Loaded(examples=[])
     items: list[Item] = []
@@ -106,7 +121,11 @@ def load_sft(
                 parsed = validate_row(SftRow, row, where, line)
                 out.examples.append(
                     SftExample(
-                        parsed.messages(), parsed.golden, f"{where}:{line}", _release_protected(row)
+                        parsed.messages(),
+                        parsed.golden,
+                        f"{where}:{line}",
+                        _release_protected(row),
+                        row_group(row, where, line),
                     )
                 )
                 out.formats["release-sft"] = out.formats.get("release-sft", 0) + 1
@@ -121,8 +140,9 @@ def load_sft(
             if not skip_invalid:
                 raise
             out.skipped.append(err)
+    items = _pairwise(items, out, pairwise_only)
     if items:
-        judged = sft_examples(items, prompts or PromptSet.load(), seed=seed)
+        judged = sft_examples(items, prompts or PromptSet.load(), seed=seed, layout=layout)
         out.examples.extend(judged)
         out.formats["benchmark-judgments"] = len(judged)
     return out
@@ -135,14 +155,17 @@ def load_preferences(
     judgments: bool = True,
     prompts: PromptSet | None = None,
     seed: int = 0,
+    layout: Layout = "verdict_first",
+    pairwise_only: bool = False,
     skip_invalid: bool = False,
     limit: int | None = None,
 ) -> Loaded:
     """Return preference examples with exactly `negatives` rejected responses each.
 
     Release rows keep their judgments (the first `negatives` rejects: dissenters come first).
-    Benchmark and short preference rows become judgments when `judgments` (Stage II trains a
-    judge), else (task prompt, response) pairs (the discriminative RM scores those).
+    Benchmark and short preference rows become judgments in `layout` when `judgments` (Stage II
+    trains a judge), else (task prompt, response) pairs (the discriminative RM scores those);
+    `pairwise_only` leaves their Best-of-N items out, counted.
     """
     if negatives < 1:
         raise ValueError(f"negatives must be at least 1, got {negatives}")
@@ -169,6 +192,7 @@ def load_preferences(
                         tuple(parsed.rejects[:negatives]),
                         f"{where}:{line}",
                         _release_protected(row),
+                        row_group(row, where, line),
                     )
                 )
                 out.formats["release-preference"] = out.formats.get("release-preference", 0) + 1
@@ -188,9 +212,10 @@ def load_preferences(
             if not skip_invalid:
                 raise
             out.skipped.append(err)
+    items = _pairwise(items, out, pairwise_only)
     if items and judgments:
         judged = preference_examples(
-            items, prompts or PromptSet.load(), negatives=negatives, seed=seed
+            items, prompts or PromptSet.load(), negatives=negatives, seed=seed, layout=layout
         )
         out.examples.extend(judged)
         out.formats["benchmark-judgments"] = len(judged)

@@ -70,6 +70,7 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         str(config.data),
         negatives=config.negatives,
         judgments=False,
+        pairwise_only=config.pairwise_only,
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
@@ -83,5 +84,6 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         lambda examples, stats: disrm_features(config, tokenizer, examples, stats),
         DisrmTrainer,
         lambda rows: collate_sequences(rows, int(tokenizer.pad_token_id)),
+        tokens=lambda feature: max(len(seq) for seq in feature),
         scalar=True,
     )

@@ -1,11 +1,12 @@
 """What the three trainers share: transformers' Trainer counting real tokens, a progress bar
-with the loss and tokens/s, resuming, and saving a model with its record.
+with the loss and tokens/s, the row order (a pair's display orders in one step, an optional
+length curriculum), resuming, and saving a model with its record.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,29 @@ from longrm.train.config import TrainConfig
 from longrm.train.data import Loaded
 from longrm.train.features import FitStats
 from longrm.train.model_io import file_digest, merge_saved_adapter, read_record, write_record
+from longrm.train.steps import StepSampler
+from longrm.train.verdict_spans import best_slot_counts
 
 
 class LongrmTrainer(Trainer):
-    """A Trainer whose subclasses report tokens and batch metrics from `compute_loss`."""
+    """A Trainer whose subclasses report tokens and batch metrics from `compute_loss`, and
+    whose rows come in `row_order` when one is given (else transformers' random sampler)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, row_order: StepSampler | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.row_order = row_order
         self._tokens = 0
         self._tokens_total = 0
         self._since = time.perf_counter()
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.remove_callback(ProgressCallback)
         self.add_callback(LossRateProgress())
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        own = train_dataset is None or train_dataset is self.train_dataset
+        if self.row_order is not None and own:
+            return self.row_order
+        return super()._get_train_sampler(train_dataset)
 
     def count_tokens(self, n: int) -> None:
         """Count tokens the model read in this step (prompt once when shared, padding not)."""
@@ -87,6 +98,33 @@ def stage_record(
         "started_from": {"model": base, "record": read_record(base)},
         "data": {"path": data, "sha256": file_digest(data), "formats": formats, **stats.as_dict()},
     }
+
+
+def rows_per_step(config: TrainConfig) -> int:
+    """Return the rows one optimiser step reads over all processes."""
+    return (
+        config.per_device_train_batch_size
+        * config.gradient_accumulation_steps
+        * max(config.world_size, 1)
+    )
+
+
+def row_order(config: TrainConfig, groups: list[str], tokens: list[int]) -> StepSampler | None:
+    """Return the sampler the config asks for: display orders of one item in one step
+    (`order_pairs`, when rows share groups), a length curriculum, or None (shuffled rows).
+    """
+    shared = any(n > 1 for name, n in Counter(groups).items() if name)
+    paired = config.order_pairs and shared
+    if not paired and config.curriculum == "none":
+        return None
+    return StepSampler(
+        groups,
+        tokens,
+        rows_per_step(config),
+        seed=config.seed,
+        curriculum=config.curriculum,
+        keep_groups=config.order_pairs,
+    )
 
 
 def checkpoint_to_resume(config: TrainConfig) -> str | None:
@@ -151,23 +189,39 @@ def train_stage(
     trainer_class: type[LongrmTrainer],
     data_collator: Callable[[list[Any]], dict[str, Any]],
     *,
+    tokens: Callable[[Any], int],
     scalar: bool = False,
     trainer_kwargs: dict[str, Any] | None = None,
     record_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit the loaded examples into features, train a `trainer_class` on them, save the model,
-    and return the run's record. `featurize(examples, stats)` returns the features, counting
-    what it truncated or skipped; the rest is as in `stage_record` and `train_and_save`.
+    """Fit the loaded examples into features, train a `trainer_class` on them in the row order
+    the config asks for, save the model, and return the run's record. `featurize(examples,
+    stats)` returns the features, counting what it truncated or skipped; `tokens(feature)` is a
+    feature's length (what the curriculum orders by); the rest is as in `stage_record` and
+    `train_and_save`. Judge stages also record which slot the gold verdicts put first.
     """
     stats = FitStats(skipped=[str(e) for e in loaded.skipped])
     features = featurize(loaded.examples, stats)
+    kept = [loaded.examples[i] for i in stats.kept]
+    order = row_order(config, [ex.group for ex in kept], [tokens(f) for f in features])
     trainer = trainer_class(
         model=model,
         args=config,
         train_dataset=features,
         data_collator=data_collator,
         processing_class=tokenizer,
+        row_order=order,
         **(trainer_kwargs or {}),
     )
     record = stage_record(stage, config, base, loaded.formats, stats, **(record_extra or {}))
+    if loaded.left_out:
+        record["data"]["left_out"] = dict(loaded.left_out)
+    if not scalar:
+        targets = [str(getattr(ex, "target", None) or getattr(ex, "chosen", "")) for ex in kept]
+        record["data"]["gold_best_slot"] = best_slot_counts(targets)
+    record["data"]["row_order"] = (
+        order.plan().as_dict()
+        if order is not None
+        else {"rows_per_step": rows_per_step(config), "order": "shuffled rows"}
+    )
     return train_and_save(trainer, config, record, base, scalar)

@@ -2,7 +2,8 @@
 
 Stage I learns a judgment (`SftExample`); Stage II and the discriminative RM learn a preference
 of one response over V others (`PreferenceExample`). `protected` lists text that truncation
-must keep (the key context, the question, the responses being judged).
+must keep (the key context, the question, the responses being judged). `group` names the item
+an example judges: its display orders share it, and training keeps them in one optimiser step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class SftExample:
     #: where the row came from ("file:line"), for errors and the run record
     source: str = ""
     protected: tuple[str, ...] = ()
+    #: the judged item, shared by its display orders ("" when the row stands alone)
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,3 +35,4 @@ class PreferenceExample:
     rejects: tuple[str, ...]
     source: str = ""
     protected: tuple[str, ...] = ()
+    group: str = ""

@@ -30,6 +30,8 @@ class FitStats:
     truncated_rows: int = 0
     cut_tokens: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: indices of the examples whose features were kept, in order (not recorded)
+    kept: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         """Return the counts (and the first reasons rows were skipped)."""
@@ -42,7 +44,8 @@ class FitStats:
         }
 
 
-def _source_parts(source: str) -> tuple[str, int]:
+def source_parts(source: str) -> tuple[str, int]:
+    """Return (path, line) of a "file:line" source (line 0 when it names no line)."""
     path, _, line = source.rpartition(":")
     return (path, int(line)) if line.isdigit() else (source, 0)
 
@@ -66,7 +69,7 @@ def _cut_to_fit(
     try:
         fitted, cut = fit_example(tokenizer, messages, keep, budget, prompt_tokens)
     except TruncationError as err:
-        path, line = _source_parts(source)
+        path, line = source_parts(source)
         raise ItemError(
             path, line, "chat_template", f"cannot fit --max-length {max_length}: {err}"
         ) from None
@@ -123,13 +126,15 @@ def fit_all(
     or is counted as skipped when `skip` (--skip-invalid).
     """
     features = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         try:
             features.append(fit(ex))
         except ItemError as err:
             if not skip:
                 raise
             stats.skipped.append(str(err))
+            continue
+        stats.kept.append(i)
     if not features:
         raise ValueError(f"no training rows left ({len(stats.skipped)} skipped)")
     return features

@@ -13,7 +13,14 @@ model never learned to put there. `verdict_first` (the default) writes the verdi
 explanation, then the verdict again on the last line, which serves both modes (the first tokens
 are the verdict string as `verdict_strings` spells it, and the last line is what
 `parse_ranking` reads); the price is that the explanation no longer comes before the decision.
-`mixed` picks one of the two per example (seeded).
+`mixed` picks one of the two per example (seeded). `verdict_only` writes the verdict string
+alone: every target token is the decision, which a loss averaged over a long explanation
+dilutes (Stage II can also sum over verdict tokens only: `--score_tokens verdict`).
+
+Pairs. A pair is judged in both display orders, so its gold verdicts are one [[A]] and one
+[[B]]; every example carries its item's key as `group`, and the trainers keep an item's orders
+in one optimiser step. `pairwise_only` leaves Best-of-N items out (a ranking target teaches a
+pairwise judge little about the pair verdict it is tested on).
 
 Items that do not record their planted values (official rows, short preference rows) get an
 explanation that states their gold order only, and no `misread` rejects.
@@ -27,7 +34,7 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -45,11 +52,9 @@ from longrm.rm.verdicts import format_ranking
 from longrm.train.examples import PreferenceExample, SftExample
 from longrm.train.heldout import context_chunks
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "LAYOUTS",
+    "row_group",
     "judged_orders",
     "preference_examples",
     "read_preference_jsonl",
@@ -59,8 +64,8 @@ __all__ = [
     "write_sft_jsonl",
 ]
 
-Layout = Literal["verdict_first", "explain_first", "mixed"]
-LAYOUTS: tuple[str, ...] = ("verdict_first", "explain_first", "mixed")
+Layout = Literal["verdict_first", "explain_first", "mixed", "verdict_only"]
+LAYOUTS: tuple[str, ...] = ("verdict_first", "explain_first", "mixed", "verdict_only")
 REJECT_KINDS = ("flipped", "misread", "surface")
 _NEEDED = ("candidate_values", "answer", "side_answer", "wrong_value", "side_wrong_value")
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -332,9 +337,12 @@ class _Writer:
         return self.rng.choice(_SURFACE).format(x=letters(self.n)[ranking[0]])
 
 
-def _judgment(explanation: str, verdict: str, verdict_first: bool) -> str:
-    """Return a judgment: the verdict is always on the last line, and also first if asked."""
-    if verdict_first:
+def _judgment(explanation: str, verdict: str, form: str) -> str:
+    """Return a judgment in one layout: the verdict alone, or on the last line (and also first
+    for verdict_first)."""
+    if form == "verdict_only":
+        return verdict
+    if form == "verdict_first":
         return f"{verdict}\n{explanation}\n{verdict}"
     return f"{explanation}\n{verdict}"
 
@@ -378,12 +386,13 @@ class _Case:
     messages: Messages
     writer: _Writer
     as_ranking: bool
-    verdict_first: bool
+    #: the layout of this example's judgment (mixed resolved to one of its two)
+    form: str
     protected: tuple[str, ...]
     source: str
 
     def judgment(self, explanation: str, ranking: Sequence[int]) -> str:
-        return _judgment(explanation, _verdict(ranking, self.as_ranking), self.verdict_first)
+        return _judgment(explanation, _verdict(ranking, self.as_ranking), self.form)
 
 
 def _cases(
@@ -393,15 +402,20 @@ def _cases(
     orders: int | None,
     layout: Layout,
     protocol: str,
+    pairwise_only: bool = False,
 ) -> Iterator[_Case]:
     """Yield every (item, display order) to judge, each with its own seeded RNG."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose from {LAYOUTS}")
     for item in items:
+        if pairwise_only and not item.is_pairwise:
+            continue
         as_ranking = _as_ranking(item, protocol)
         for order in judged_orders(item, seed=seed, orders=orders):
             rng = random.Random(f"longrm-judgments:{seed}:{item.key}:{order}")
-            first = layout == "verdict_first" or (layout == "mixed" and rng.random() < 0.5)
+            form = layout
+            if layout == "mixed":
+                form = "verdict_first" if rng.random() < 0.5 else "explain_first"
             displayed = [item.candidates[c] for c in order]
             messages = prompts.judge_messages(item.prompt, displayed, as_ranking)
             yield _Case(
@@ -409,7 +423,7 @@ def _cases(
                 messages=messages,
                 writer=_Writer(item, order, rng),
                 as_ranking=bool(as_ranking),
-                verdict_first=first,
+                form=form,
                 protected=_protected(item, messages, displayed),
                 source=f"{item.key} order {order}",
             )
@@ -423,17 +437,24 @@ def sft_examples(
     orders: int | None = None,
     layout: Layout = "verdict_first",
     protocol: str = "longrm",
+    pairwise_only: bool = False,
 ) -> list[SftExample]:
     """Return Stage I examples: per item and display order, the judge's prompt and the right
     judgment (an explanation from the item's labels, the gold verdict on the last line).
 
     `orders` display orders per item (see `judged_orders`; None: n, so a pair in both orders);
     `layout` where the verdict goes (see the module's docstring); `protocol` as in evaluation
-    ("paper" asks Best-of-2 items for a ranking).
+    ("paper" asks Best-of-2 items for a ranking); `pairwise_only` leaves Best-of-N items out.
     """
     return [
-        SftExample(c.messages, c.judgment(c.writer.explain(), c.writer.gold), c.source, c.protected)
-        for c in _cases(items, prompts, seed, orders, layout, protocol)
+        SftExample(
+            c.messages,
+            c.judgment(c.writer.explain(), c.writer.gold),
+            c.source,
+            c.protected,
+            c.item.key,
+        )
+        for c in _cases(items, prompts, seed, orders, layout, protocol, pairwise_only)
     ]
 
 
@@ -446,6 +467,7 @@ def preference_examples(
     orders: int | None = None,
     layout: Layout = "verdict_first",
     protocol: str = "longrm",
+    pairwise_only: bool = False,
 ) -> list[PreferenceExample]:
     """Return Stage II examples: the right judgment (as `sft_examples` writes it with the same
     seed) over `negatives` distinct wrong ones, their kinds mixed, each with a wrong verdict:
@@ -454,11 +476,20 @@ def preference_examples(
     - `misread`: an explanation that takes a wrong value for the right one (one claim or both)
       and the verdict that follows from it (a consistent but wrong judgment);
     - `surface`: praise of a worse answer's style, and a verdict putting it first.
+
+    Under `verdict_only` the three kinds are just wrong verdicts, so a pair has one (use
+    negatives=1).
     """
     if negatives < 1:
         raise ValueError(f"negatives must be at least 1, got {negatives}")
     out = []
-    for case in _cases(items, prompts, seed, orders, layout, protocol):
+    for case in _cases(items, prompts, seed, orders, layout, protocol, pairwise_only):
+        if case.form == "verdict_only" and negatives >= math.factorial(case.item.n):
+            raise ValueError(
+                f"{case.source}: {case.item.n} answers have {math.factorial(case.item.n) - 1} "
+                f"wrong verdict(s), {negatives} asked: lower --negatives for --judgment_layout "
+                "verdict_only"
+            )
         writer = case.writer
         explanation = writer.explain()
         chosen = case.judgment(explanation, writer.gold)
@@ -474,7 +505,9 @@ def preference_examples(
         else:
             raise ValueError(f"{case.source}: could not write {negatives} distinct wrong judgments")
         out.append(
-            PreferenceExample(case.messages, chosen, tuple(rejects), case.source, case.protected)
+            PreferenceExample(
+                case.messages, chosen, tuple(rejects), case.source, case.protected, case.item.key
+            )
         )
     return out
 
@@ -505,7 +538,7 @@ def _write(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
 
 
 def write_sft_jsonl(examples: Iterable[SftExample], path: str | Path) -> Path:
-    """Write Stage I rows: `chat_template`, `golden`, and our `protected` and `origin`."""
+    """Write Stage I rows: `chat_template`, `golden`, and our `protected`, `origin`, `group`."""
     return _write(
         (
             {
@@ -513,6 +546,7 @@ def write_sft_jsonl(examples: Iterable[SftExample], path: str | Path) -> Path:
                 "golden": ex.target,
                 "protected": list(ex.protected),
                 "origin": ex.source,
+                "group": ex.group,
             }
             for ex in examples
         ),
@@ -521,7 +555,8 @@ def write_sft_jsonl(examples: Iterable[SftExample], path: str | Path) -> Path:
 
 
 def write_preference_jsonl(examples: Iterable[PreferenceExample], path: str | Path) -> Path:
-    """Write Stage II rows: `chat_template`, `chosen`, `rejects`, our `protected` and `origin`."""
+    """Write Stage II rows: `chat_template`, `chosen`, `rejects`, our `protected`, `origin` and
+    `group`."""
     return _write(
         (
             {
@@ -530,6 +565,7 @@ def write_preference_jsonl(examples: Iterable[PreferenceExample], path: str | Pa
                 "rejects": list(ex.rejects),
                 "protected": list(ex.protected),
                 "origin": ex.source,
+                "group": ex.group,
             }
             for ex in examples
         ),
@@ -537,8 +573,17 @@ def write_preference_jsonl(examples: Iterable[PreferenceExample], path: str | Pa
     )
 
 
-def _rows(path: str | Path, model: type[RowT]) -> Iterator[tuple[str, RowT, tuple[str, ...]]]:
-    """Yield ("file:line", validated row, protected strings); a bad row raises ItemError."""
+def row_group(row: dict[str, Any], where: str, line: int) -> str:
+    """Return a row's `group` column (the item its display orders share), "" when absent."""
+    group = row.get("group") or ""
+    if not isinstance(group, str):
+        raise ItemError(where, line, "group", "expected a string (the judged item's key)")
+    return group
+
+
+def _rows(path: str | Path, model: type[RowT]) -> Iterator[tuple[str, RowT, tuple[str, ...], str]]:
+    """Yield ("file:line", validated row, protected strings, group); a bad row raises
+    ItemError."""
     for where, line, row in iter_rows(path):
         if isinstance(row, ItemError):
             raise row
@@ -546,20 +591,20 @@ def _rows(path: str | Path, model: type[RowT]) -> Iterator[tuple[str, RowT, tupl
         protected = row.get("protected") or []
         if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
             raise ItemError(where, line, "protected", "expected a list of strings")
-        yield f"{where}:{line}", parsed, tuple(protected)
+        yield f"{where}:{line}", parsed, tuple(protected), row_group(row, where, line)
 
 
 def read_sft_jsonl(path: str | Path) -> list[SftExample]:
     """Return Stage I examples from the authors' rows or ours (source = "file:line")."""
     return [
-        SftExample(row.messages(), row.golden, source, protected)
-        for source, row, protected in _rows(path, SftRow)
+        SftExample(row.messages(), row.golden, source, protected, group)
+        for source, row, protected, group in _rows(path, SftRow)
     ]
 
 
 def read_preference_jsonl(path: str | Path) -> list[PreferenceExample]:
     """Return Stage II examples from the authors' rows or ours (source = "file:line")."""
     return [
-        PreferenceExample(row.messages(), row.chosen, tuple(row.rejects), source, protected)
-        for source, row, protected in _rows(path, PreferenceRow)
+        PreferenceExample(row.messages(), row.chosen, tuple(row.rejects), source, protected, group)
+        for source, row, protected, group in _rows(path, PreferenceRow)
     ]

@@ -26,6 +26,7 @@ from longrm.train.judgments import (
     write_preference_jsonl,
     write_sft_jsonl,
 )
+from longrm.train.verdict_spans import best_slot_counts
 
 SHORT_BUCKETS = ("512",)
 LONG_BUCKETS = ("1k", "2k", "4k")
@@ -40,6 +41,9 @@ class ReproSettings:
     eval_seed: int = 0
     train_lengths: str = "512,1k"
     train_per_cell: int = 6
+    #: formats of the training items: pairwise only (a pairwise judge learns from pair
+    #: verdicts; Best-of-N rankings were two thirds of the rows and taught it little of them)
+    train_formats: str = "pairwise"
     train_seed: int = 1000
     negatives: int = 2
     sft_steps: int = 90
@@ -65,8 +69,9 @@ class ReproData:
 def prepare_data(
     out: Path, tokenizer: PreTrainedTokenizerBase, settings: ReproSettings
 ) -> ReproData:
-    """Build the held-out suite (pairwise items), the disjoint training items, and write the
-    Stage I judgments and Stage II preference rows; refuse to go on if the two overlap.
+    """Build the held-out suite (pairwise items), the disjoint training items (of
+    `settings.train_formats`, each in every display order), and write the Stage I judgments and
+    Stage II preference rows; refuse to go on if the two overlap.
     """
     eval_items = build_suite(
         tokenizer, lengths=settings.eval_lengths, items_per_cell=settings.eval_per_cell,
@@ -75,6 +80,7 @@ def prepare_data(
     train_items = training_suite(
         tokenizer, lengths=settings.train_lengths, seed=settings.train_seed,
         held_out=eval_items, items_per_cell=settings.train_per_cell,
+        formats=tuple(f.strip() for f in settings.train_formats.split(",") if f.strip()),
     )  # fmt: skip
     shared = overlap(train_items, eval_items)
     if any(shared.values()):
@@ -94,6 +100,7 @@ def prepare_data(
         "train_items": len(train_items),
         "sft_rows": len(sft),
         "preference_rows": len(prefs),
+        **{f"sft_gold_{k}": v for k, v in best_slot_counts(ex.target for ex in sft).items()},
     }
     data = ReproData(bench, sft_rows, pref_rows, counts, shared)
     (out / "data.json").write_text(

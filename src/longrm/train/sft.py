@@ -78,6 +78,8 @@ def train_sft(config: SftConfig) -> dict[str, Any]:
     loaded = load_sft(
         str(config.data),
         seed=config.judgment_seed,
+        layout=config.judgment_layout,
+        pairwise_only=config.pairwise_only,
         skip_invalid=config.skip_invalid,
         limit=config.max_rows,
     )
@@ -91,4 +93,5 @@ def train_sft(config: SftConfig) -> dict[str, Any]:
         lambda examples, stats: sft_features(config, tokenizer, examples, stats),
         SftTrainer,
         lambda rows: pad_batch(rows, int(tokenizer.pad_token_id)),
+        tokens=lambda feature: len(feature["input_ids"]),
     )

@@ -38,6 +38,8 @@ class Packed:
     position_ids: list[int]
     #: [start, end) of each response in `input_ids`
     spans: list[tuple[int, int]]
+    #: per token of `input_ids`, whether its log-probability counts (None: every response token)
+    scored: list[bool] | None = None
 
     @property
     def prompt_length(self) -> int:
@@ -52,14 +54,16 @@ class Packed:
         return ids
 
     def targets(self) -> list[tuple[int, int, int]]:
-        """Return (position whose output predicts it, token id, response index) per response
-        token: a response's first token is predicted by the prompt's last position.
+        """Return (position whose output predicts it, token id, response index) per scored
+        response token: a response's first token is predicted by the prompt's last position.
         """
         out = []
         for i, (start, end) in enumerate(self.spans):
             sources = [self.prompt_length - 1, *range(start, end - 1)]
             out += [
-                (s, self.input_ids[t], i) for s, t in zip(sources, range(start, end), strict=True)
+                (s, self.input_ids[t], i)
+                for s, t in zip(sources, range(start, end), strict=True)
+                if self.scored is None or self.scored[t]
             ]
         return out
 
@@ -102,7 +106,10 @@ def pack(example: PromptResponses, prompt_positions: Sequence[int] | None = None
         spans.append((len(ids), len(ids) + len(response)))
         ids += response
         positions += range(after, after + len(response))
-    return Packed(ids, positions, spans)
+    scored = None
+    if example.scored is not None:
+        scored = [False] * len(example.prompt) + [f for flags in example.scored for f in flags]
+    return Packed(ids, positions, spans, scored)
 
 
 def segment_ids(packs: Sequence[Packed], length: int | None = None) -> Tensor:
@@ -208,8 +215,12 @@ def _rows(
         if shared_prefix:
             rows.append(pack(example, positions))
         else:
+            flags: Sequence[list[bool] | None] = (
+                example.scored if example.scored is not None else [None] * len(example.responses)
+            )
             rows += [
-                pack(PromptResponses(example.prompt, [r]), positions) for r in example.responses
+                pack(PromptResponses(example.prompt, [r], None if f is None else [f]), positions)
+                for r, f in zip(example.responses, flags, strict=True)
             ]
     return rows
 
@@ -222,7 +233,8 @@ def response_logps(
     pad_id: int,
     prompt_positions: Sequence[Sequence[int]] | None = None,
 ) -> ResponseLogps:
-    """Return the summed log-probability and token count of every response given its prompt.
+    """Return the summed log-probability and token count of every response given its prompt
+    (over the tokens `scored` marks, when an example has it).
 
     `shared_prefix=False` runs one causal sequence `[prompt | r_i]` per response (the baseline,
     and the only form context parallelism accepts); the numbers are the same either way.

@@ -18,10 +18,21 @@ from longrm.rm.prefix_cache import common_prefix_length
 
 @dataclass(frozen=True)
 class PromptResponses:
-    """One prompt's ids and the ids of each response that follows it (closing tokens included)."""
+    """One prompt's ids and the ids of each response that follows it (closing tokens included).
+
+    `scored` marks, per response token, whether a loss reads its log-probability (None: every
+    token); Stage II's `--score_tokens verdict` marks the verdict's tokens only.
+    """
 
     prompt: list[int]
     responses: list[list[int]]
+    scored: list[list[bool]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scored is not None and [len(s) for s in self.scored] != [
+            len(r) for r in self.responses
+        ]:
+            raise ValueError("`scored` needs one flag per response token")
 
     @property
     def longest(self) -> int:
