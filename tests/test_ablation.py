@@ -119,3 +119,52 @@ def test_ablation_resumes_and_is_part_of_the_run_identity(tmp_path: Path) -> Non
     assert again.judged == 0 and again.resumed == 16
     with pytest.raises(RunMismatchError, match="ablate_context"):
         evaluate(ReadsTheContext(), items, tmp_path, EvalSettings(model="stub", kind="judge"))
+
+
+def test_both_controls_each_get_an_entry_and_a_file(tmp_path: Path) -> None:
+    items = [_item(i) for i in range(6)]
+    settings = EvalSettings(model="stub", kind="judge", ablate_context="swap,empty")
+    ablated = {m: ablate_context(items, m) for m in ("swap", "empty")}
+    outcome = evaluate(ReadsTheContext(), items, tmp_path, settings, ablated_items=ablated)
+    block = outcome.results["context_ablation"]
+    assert list(block["by_method"]) == ["swap", "empty"]
+    for method in ("swap", "empty"):
+        entry = block["by_method"][method]
+        assert entry["method"] == method and entry["reliance"] == 0.5 and entry["errors"] == 0
+        # every item scores 1 with the context and 0.5 without: the differences are all 0.5
+        assert entry["reliance_ci"] == [0.5, 0.5]
+        assert entry["accuracy_with_context_ci"][1] == 1.0
+    # the top level is the first method's, as a single-method run writes it
+    assert block["method"] == "swap" and block["reliance"] == 0.5
+    assert len((tmp_path / "predictions_ablated.jsonl").read_text().splitlines()) == 12
+    assert len((tmp_path / "predictions_ablated_empty.jsonl").read_text().splitlines()) == 12
+    assert list(outcome.ablated_by_method) == ["swap", "empty"]
+    assert outcome.results["throughput"]["records"] == 36
+    again = evaluate(ReadsTheContext(), items, tmp_path, settings, ablated_items=ablated)
+    assert again.judged == 0 and again.resumed == 36
+
+
+def test_eval_command_takes_both_controls(tiny_causal: str, tmp_path: Path) -> None:
+    from conftest import OFFICIAL
+    from typer.testing import CliRunner
+
+    from longrm.cli import app
+
+    out = tmp_path / "run"
+    args = [
+        "eval", "--model", tiny_causal, "--kind", "likelihood", "--bench", str(OFFICIAL),
+        "--out", str(out), "--ablate-context", "swap,empty", "--bootstrap", "100",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "context ablation (swap)" in result.output
+    assert "context ablation (empty)" in result.output
+    assert "--ablate-context swap,empty --bootstrap 100" in result.output  # the reproduce line
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["context_ablation"]["by_method"]) == {"swap", "empty"}
+    assert results["ci"]["bootstrap"] == 100
+    assert (out / "predictions_ablated_empty.jsonl").is_file()
+    md = (out / "results.md").read_text()
+    assert "| swap |" in md and "| empty |" in md
+    bad = CliRunner().invoke(app, [*args[:-4], "--ablate-context", "swap,shuffle"])
+    assert bad.exit_code != 0 and "unknown ablation 'shuffle'" in bad.output

@@ -152,7 +152,11 @@ def test_bon_by_n() -> None:
     results = compute_results(preds)
     by_n = results["bon"]["by_n"]
     assert list(by_n) == ["2", "3", "4"]
-    assert by_n["2"] == {"rank_match": 1.0, "exact_match": 1.0, "top1": 1.0, "n_items": 1}
+    assert {k: v for k, v in by_n["2"].items() if not k.endswith("_ci")} == {
+        "rank_match": 1.0, "exact_match": 1.0, "top1": 1.0, "n_items": 1,
+    }  # fmt: skip
+    # one item scoring 1, nothing to resample: Wilson's interval for n of n is [n / (n + z^2), 1]
+    assert by_n["2"]["top1_ci"] == pytest.approx([1 / (1 + 1.96**2), 1.0], abs=1e-4)
     assert by_n["3"]["rank_match"] == pytest.approx(1 / 3)
     assert by_n["4"]["rank_match"] == pytest.approx(0.5)
     # (1 + 1/3 + 1/2) / 3 = 11/18
@@ -273,20 +277,26 @@ def test_results_are_json_and_empty_input_gives_none() -> None:
     preds = three_pairwise_items_both_orders() + [bon("b", [1, 0, 2], [1, 0, 2], scores=[1, 2, 0])]
     results = compute_results(preds)
     assert json.loads(json.dumps(results)) == results
+    accuracies = {"overall", "macro", "by_task", "by_length"}
     assert set(results) == {
-        "overall", "macro", "n_items", "n_records", "truncated_items", "errors", "error_rate",
+        "n_items", "n_records", "truncated_items", "errors", "error_rate",
         "parse_failure_rate", "position_consistency", "position_bias_failures", "auc",
-        "by_task", "by_length", "robustness", "pairwise", "bon",
+        "robustness", "pairwise", "bon", "ci",
+    } | accuracies | {f"{k}_ci" for k in accuracies}  # fmt: skip
+    accuracies = {
+        "accuracy", "debiased_accuracy", "by_task", "by_subtask", "by_length", "length_mean",
+        "debiased_by_length", "by_subtype",
     }  # fmt: skip
-    assert set(results["pairwise"]) == {
-        "accuracy", "auc", "n_items", "by_task", "by_subtask", "by_length", "length_mean",
-        "by_subtype",
-    }  # fmt: skip
-    assert set(results["bon"]) == {
-        "rank_match", "exact_match", "top1", "auc", "n_items", "by_n", "by_task", "by_length",
-    }  # fmt: skip
+    assert set(results["pairwise"]) == {"auc", "n_items"} | accuracies | {
+        f"{k}_ci" for k in accuracies
+    }
+    accuracies = {"rank_match", "exact_match", "top1", "by_task", "by_length"}
+    assert set(results["bon"]) == {"auc", "n_items", "by_n"} | accuracies | {
+        f"{k}_ci" for k in accuracies
+    }
+    assert results["ci"]["level"] == 0.95 and results["ci"]["bootstrap"] == 1000
     empty = compute_results([])
-    assert empty["overall"] is None
+    assert empty["overall"] is None and empty["overall_ci"] is None and empty["macro_ci"] is None
     assert empty["pairwise"]["accuracy"] is None
     assert empty["parse_failure_rate"] is None
     assert empty["n_items"] == 0
@@ -326,3 +336,118 @@ def test_robustness_breakdown_by_length() -> None:
     assert rob["4k"]["parse_failure_rate"] == 0.0 and rob["4k"]["position_consistency"] == 1.0
     assert rob["16k"]["parse_failure_rate"] == 0.5 and rob["16k"]["position_consistency"] == 0.0
     assert rob["16k"]["n_records"] == 2 and rob["4k"]["auc"] is None
+
+
+# --- intervals and the order-debiased accuracy ----------------------------------------------------
+
+
+def test_intervals_resample_items_not_records() -> None:
+    from longrm.evaluate.intervals import IntervalSettings, wilson_interval
+
+    # two items, each right in one order of two: item scores 0.5 and 0.5. Resampling items
+    # gives 0.5 every time, so the Wilson fallback applies (1 success in 2); resampling the four
+    # records would have given a wide bootstrap interval instead.
+    preds = [
+        pw("a", [0, 1], [0, 1], 0),
+        pw("a", SWAP, [0, 1], 1),
+        pw("b", [0, 1], [0, 1], 0),
+        pw("b", SWAP, [0, 1], 1),
+    ]
+    results = compute_results(preds)
+    assert results["overall"] == 0.5
+    assert results["overall_ci"] == pytest.approx(list(wilson_interval(1.0, 2)))
+    assert results["pairwise"]["by_length_ci"] == {"4k": results["overall_ci"]}
+    level90 = compute_results(preds, ci=IntervalSettings(level=0.9))
+    assert level90["overall_ci"] == pytest.approx(list(wilson_interval(1.0, 2, 0.9)))
+    assert level90["ci"]["level"] == 0.9
+
+
+def test_every_accuracy_map_has_a_matching_interval_map() -> None:
+    preds = three_pairwise_items_both_orders() + [
+        pw("d", [0, 1], [1, 0], length_bucket="512", task="Cite"),
+        bon("n3", [0, 1, 2], [0, 2, 1]),
+        bon("n4", [2, 0, 3, 1], [1, 3, 2, 0]),
+    ]
+    results = compute_results(preds)
+    for block in (results, results["pairwise"], results["bon"], results["bon"]["by_n"]["3"]):
+        for key, value in block.items():
+            if key.endswith("_ci") and value is not None:
+                point = block[key[: -len("_ci")]]
+                cis = value if isinstance(value, dict) else {"": value}
+                points = point if isinstance(point, dict) else {"": point}
+                assert list(cis) == list(points)
+                for name, (lo, hi) in cis.items():
+                    assert 0.0 <= lo <= points[name] <= hi <= 1.0, (key, name)
+    # macro: tasks LongQA (a 1, b 0.5, c 0.5), Cite (d 0), Summ (1/3, 1/2)
+    assert results["macro_ci"][0] <= results["macro"] <= results["macro_ci"][1]
+
+
+def always_a(
+    key: str, gold_in_a_prob: float, gold_in_b_prob: float, **kw: object
+) -> list[Prediction]:
+    """A judge that always says "A", its verdict probability P(A) still carrying a signal."""
+    return [
+        pw(key, [0, 1], [0, 1], 0, scores=[gold_in_a_prob, 1 - gold_in_a_prob], **kw),
+        pw(key, SWAP, [0, 1], 1, scores=[gold_in_b_prob, 1 - gold_in_b_prob], **kw),
+    ]
+
+
+def test_order_debiased_accuracy_sees_past_a_constant_position_bias() -> None:
+    from longrm.evaluate.metrics import debiased_item_scores
+
+    # P(A) = 0.8 + signal when the gold is in A, 0.8 - signal when it is in B: argmax is always
+    # A. The gold's mean probability over both orders: (0.8 + s + 1 - (0.8 - s)) / 2 = 0.5 + s.
+    preds = (
+        always_a("right1", 0.85, 0.75)  # s = +0.05 -> gold 0.55 > 0.45: right
+        + always_a("right2", 0.90, 0.70, length_bucket="512")  # s = +0.1: right
+        + always_a("wrong", 0.78, 0.82)  # s = -0.02: wrong
+        + always_a("tie", 0.8, 0.8, length_bucket="512")  # no signal: tie, half
+    )
+    results = compute_results(preds)
+    pairwise = results["pairwise"]
+    assert pairwise["accuracy"] == 0.5  # every item right in exactly one order
+    assert pairwise["by_length"] == {"512": 0.5, "4k": 0.5}
+    assert debiased_item_scores(preds) == {"right1": 1.0, "right2": 1.0, "wrong": 0.0, "tie": 0.5}
+    assert pairwise["debiased_accuracy"] == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+    assert pairwise["debiased_by_length"] == {"512": 0.75, "4k": 0.5}
+    lo, hi = pairwise["debiased_accuracy_ci"]
+    assert 0.0 <= lo < 0.625 < hi <= 1.0
+    assert list(pairwise["debiased_by_length_ci"]) == ["512", "4k"]
+
+
+def test_order_debiased_accuracy_without_scores_or_with_errors() -> None:
+    from longrm.evaluate.metrics import debiased_pair_score
+
+    # a generating judge carries no scores: no debiased accuracy, not 0%
+    pairwise = compute_results(three_pairwise_items_both_orders())["pairwise"]
+    assert pairwise["debiased_accuracy"] is None and pairwise["debiased_by_length"] is None
+    # an order that errored (no scores) makes the item score 0, like a parse failure
+    good, bad = always_a("x", 0.9, 0.7)
+    assert debiased_pair_score([good, bad]) == 1.0
+    failed = bad.model_copy(update={"scores": None, "ranking": None, "error": "OOM"})
+    assert debiased_pair_score([good, failed]) == 0.0
+    # one order only: that order's comparison
+    assert debiased_pair_score([good]) == 1.0
+
+
+def test_context_ablation_holds_each_method_and_mirrors_the_first() -> None:
+    from longrm.evaluate.metrics import context_ablation
+
+    shown = [pw(k, [0, 1], [0, 1]) for k in "abcd"]  # all right
+    swapped = [pw(k, [0, 1], [1, 0]) for k in "abc"] + [pw("d", [0, 1], [0, 1])]  # 1 of 4
+    emptied = [pw(k, [0, 1], [0, 1]) for k in "ab"] + [
+        pw("c", [0, 1], [1, 0]),
+        pw("d", [0, 1], None, error="timeout"),
+    ]  # 2 of 4, one error
+    block = context_ablation(shown, {"swap": swapped, "empty": emptied})
+    assert list(block["by_method"]) == ["swap", "empty"]
+    swap, empty = block["by_method"]["swap"], block["by_method"]["empty"]
+    assert swap["reliance"] == 0.75 and empty["reliance"] == 0.5
+    assert block["method"] == "swap" and block["reliance"] == 0.75  # the first method's
+    assert block["errors"] == 1 and swap["errors"] == 0 and empty["errors"] == 1
+    # reliance's interval: paired bootstrap of the per-item differences [1, 1, 1, 0]
+    lo, hi = swap["reliance_ci"]
+    assert 0.0 <= lo < 0.75 < hi <= 1.0
+    assert swap["accuracy_with_context_ci"] is not None
+    assert swap["by_length"]["4k"]["reliance_ci"] == swap["reliance_ci"]
+    assert swap["debiased_reliance"] is None  # no verdict scores

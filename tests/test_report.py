@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,11 @@ def row(markdown: str, name: str) -> list[str]:
     raise AssertionError(f"no row for {name}")
 
 
+def points(markdown: str, name: str) -> list[str]:
+    """Return `row` without the intervals ("62.5 [48.1, 75.0]" -> "62.5")."""
+    return [cell.split(" [")[0] for cell in row(markdown, name)]
+
+
 def test_write_report_tables_and_png(tmp_path: Path) -> None:
     a = make_run(tmp_path, "run-a", run_a(), {"name": "Model A", "model": "ignored"})
     b = make_run(tmp_path, "run-b", run_b(), None)
@@ -85,27 +91,31 @@ def test_write_report_tables_and_png(tmp_path: Path) -> None:
     #   so it has no task column (its items count in Rank2/Rank3 and Avg)
     #   Rank2 100.0, Rank3 33.3, Rank4 none
     #   Avg (1 + 0 + 1 + 1 + 1/3 + 1) / 6 = 13/18 -> 72.2
-    assert row(md, "Model A") == ["Model A", "66.7", "100.0", "100.0", "33.3", "–", "72.2"]
+    assert points(md, "Model A") == ["Model A", "66.7", "100.0", "100.0", "33.3", "–", "72.2"]
     # run-b has no run.json -> named after its dir; pairwise only
-    assert row(md, "run-b") == ["run-b", "50.0", "–", "–", "–", "–", "50.0"]
+    assert points(md, "run-b") == ["run-b", "50.0", "–", "–", "–", "–", "50.0"]
+    # Safety holds one right pair (nothing to resample): Wilson for 1 of 1, [1 / (1 + z^2), 1]
+    assert row(md, "Model A")[2] == "100.0 [20.7, 100.0]"
 
     # Table 2: pairwise accuracy by bucket, then the mean of the buckets
     lengths = md.split("Table 1 layout")[1]
     assert row(lengths, "Model") == ["Model", "4k", "16k", "128k", "Avg"]
     # Model A: 4k 1/2, 128k 2/2 -> mean of buckets 75.0 (not the item mean, also 3/4 here)
-    assert row(lengths, "Model A") == ["Model A", "50.0", "–", "100.0", "75.0"]
-    assert row(lengths, "run-b") == ["run-b", "0.0", "100.0", "–", "50.0"]
+    assert points(lengths, "Model A") == ["Model A", "50.0", "–", "100.0", "75.0"]
+    assert points(lengths, "run-b") == ["run-b", "0.0", "100.0", "–", "50.0"]
 
-    # robustness: pairwise acc, BoN exact, BoN top-1, parse failures, errors, consistency, AUC,
-    # reliance, truncated, items. Model A: pairwise 3/4; exact (0 + 1)/2; top-1 1; 1 of 6
-    # unparsed
+    # robustness: pairwise acc, debiased acc, BoN exact, BoN top-1, parse failures, errors,
+    # consistency, AUC, reliance, truncated, items. Model A: pairwise 3/4; no scores, so no
+    # debiased accuracy; exact (0 + 1)/2; top-1 1; 1 of 6 unparsed
     second = md.split("Pairwise acc")[1]
-    assert row(second, "Model A") == [
-        "Model A", "75.0", "50.0", "100.0", "16.7", "0.0", "–", "–", "–", "0", "6",
+    assert points(second, "Model A") == [
+        "Model A", "75.0", "–", "50.0", "100.0", "16.7", "0.0", "–", "–", "–", "0", "6",
     ]  # fmt: skip
-    assert row(second, "run-b") == [
-        "run-b", "50.0", "–", "–", "0.0", "0.0", "–", "–", "–", "0", "2",
+    assert points(second, "run-b") == [
+        "run-b", "50.0", "–", "–", "–", "0.0", "0.0", "–", "–", "–", "0", "2",
     ]  # fmt: skip
+    # no predictions.jsonl in these runs: the comparison says why it is missing
+    assert f"No paired comparison: {a} has no predictions.jsonl." in md
     assert "pairwise_by_length.png" in md
 
 
@@ -114,8 +124,8 @@ def test_names_override_and_duplicates_are_kept(tmp_path: Path) -> None:
     b = make_run(tmp_path, "b", run_b(), None)
     md_path, _ = write_report([a, b], tmp_path / "out", names=["Same", "Same"])
     md = md_path.read_text()
-    assert row(md, "Same")[-1] == "72.2"
-    assert row(md, "Same (2)")[-1] == "50.0"
+    assert points(md, "Same")[-1] == "72.2"
+    assert points(md, "Same (2)")[-1] == "50.0"
     with pytest.raises(ValueError):
         write_report([a, b], tmp_path / "out", names=["only one"])
 
@@ -123,7 +133,7 @@ def test_names_override_and_duplicates_are_kept(tmp_path: Path) -> None:
 def test_model_key_names_the_run(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", run_a(), {"model": "org/judge"})
     md_path, _ = write_report([a], tmp_path / "out")
-    assert row(md_path.read_text(), "org/judge")[-1] == "72.2"
+    assert points(md_path.read_text(), "org/judge")[-1] == "72.2"
 
 
 def test_table_marks_missing_values_and_escapes_pipes() -> None:
@@ -132,7 +142,7 @@ def test_table_marks_missing_values_and_escapes_pipes() -> None:
     # the escaped pipe keeps the name in one cell; no tasks/buckets -> Model, Rank2..4, Avg
     assert "| a\\|b | – | – | – | – |" in lines
     assert "| a\\|b | – |" in lines  # the length table: only its Avg
-    assert "| a\\|b | – | – | – | – | – | – | – | – | – | 0 |" in lines
+    assert "| a\\|b | – | – | – | – | – | – | – | – | – | – | 0 |" in lines
 
 
 def test_plot_without_pairwise_items_is_still_written(tmp_path: Path) -> None:
@@ -167,8 +177,14 @@ def test_ablation_table_and_reliance_column(tmp_path: Path) -> None:
     md = results_table_markdown({"Model A": results})
     # the five two-candidate items: with context p1 1, p2 0, p3 1, p4 1, b2 1 -> 80.0; blind,
     # always slot B: p1 0, p2 0, p3 1 (chosen shown in B), p4 0, b2 1 -> 40.0; reliance 40.0
-    assert "| Model A | swap | 80.0 / 40.0 / 40.0 |" in md
+    overall = md.split("| Model | method | with context |")[1]
+    assert points(overall, "Model A") == ["Model A", "swap", "80.0", "40.0", "40.0", "5"]
+    # reliance's interval: paired bootstrap of (with - without) = [1, 0, 0, 1, 0] per item
+    lo, hi = results["context_ablation"]["reliance_ci"]
+    assert 0.0 <= lo < 0.4 < hi <= 1.0
+    assert row(overall, "Model A")[4] == f"40.0 [{100 * lo:.1f}, {100 * hi:.1f}]"
     # by task, in the official order: LongQA p1-p3 66.7 / 33.3; Summ b2 100 / 100; Safety p4
-    assert "| 66.7 / 33.3 / 33.3 | 100.0 / 100.0 / 0.0 | 100.0 / 0.0 / 100.0 |" in md
+    breakdown = re.sub(r" \[[^]]*\]", "", md.split("| Model | method | LongQA |")[1])
+    assert "| 66.7 / 33.3 / 33.3 | 100.0 / 100.0 / 0.0 | 100.0 / 0.0 / 100.0 |" in breakdown
     detail = md.split("Pairwise acc")[1]
-    assert row(detail, "Model A")[8] == "40.0"
+    assert points(detail, "Model A")[9] == "40.0"

@@ -13,13 +13,14 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longrm.evaluate.metrics import compute_results, context_reliance, latest_records
+from longrm.evaluate.intervals import IntervalSettings
+from longrm.evaluate.metrics import compute_results, context_ablation, latest_records
 from longrm.evaluate.predictions import Prediction, append_predictions, read_predictions
 from longrm.items import Item
 from longrm.rm.base import RewardModel, Verdict
@@ -58,7 +59,7 @@ class EvalSettings:
     protocol: str = "longrm"
     thinking: bool = False
     rope_scaling: str | None = None
-    ablate_context: str | None = None  # None, "swap" or "empty"
+    ablate_context: str | None = None  # None, "swap", "empty" or both: "swap,empty"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +82,51 @@ def display_orders(item: Item, count: int, seed: int) -> list[list[int]]:
         if perm not in chosen:
             chosen.append(perm)
     return chosen
+
+
+def ablated_path(folder: Path, index: int, method: str) -> Path:
+    """Return where the records of the index-th ablation method go.
+
+    The first method keeps predictions_ablated.jsonl (what single-method runs always wrote, so
+    they resume); each further one gets predictions_ablated_<method>.jsonl.
+    """
+    return folder / (PREDICTIONS_ABLATED if index == 0 else f"predictions_ablated_{method}.jsonl")
+
+
+def ablation_methods(ablate_context: str | None) -> list[str]:
+    """Return the methods of an `ablate_context` setting ("swap,empty" -> ["swap", "empty"])."""
+    if not ablate_context:
+        return []
+    return list(dict.fromkeys(m.strip() for m in ablate_context.split(",") if m.strip()))
+
+
+def run_results(
+    predictions: Sequence[Prediction],
+    ablated: Mapping[str, list[Prediction]],
+    ci: IntervalSettings | None = None,
+) -> dict[str, Any]:
+    """Return a run's metrics: `compute_results`, and the `context_ablation` block when any
+    ablated records were judged.
+    """
+    results = compute_results(predictions, ci=ci)
+    if ablated:
+        results["context_ablation"] = context_ablation(predictions, dict(ablated), ci)
+    return results
+
+
+def read_run(folder: str | Path) -> tuple[list[Prediction], dict[str, list[Prediction]]]:
+    """Return a run folder's records and its ablated records by method (from run.json's
+    `ablate_context`), for recomputing its results without the model.
+    """
+    folder = Path(folder)
+    run_file = folder / RUN
+    methods: list[str] = []
+    if run_file.exists():
+        methods = ablation_methods(
+            json.loads(run_file.read_text(encoding="utf-8")).get("ablate_context")
+        )
+    ablated = {m: read_predictions(ablated_path(folder, i, m)) for i, m in enumerate(methods)}
+    return read_predictions(folder / PREDICTIONS), {m: r for m, r in ablated.items() if r}
 
 
 def _repair_torn_tail(path: Path) -> None:
@@ -154,7 +200,8 @@ class RunOutcome:
     results: dict[str, Any]
     resumed: int
     judged: int
-    ablated: list[Prediction] = field(default_factory=list)
+    ablated: list[Prediction] = field(default_factory=list)  # the first ablation method's
+    ablated_by_method: dict[str, list[Prediction]] = field(default_factory=dict)
 
 
 Job = tuple[Item, int, list[int], Path]
@@ -183,15 +230,18 @@ def evaluate(
     on_start: Callable[[int, int], None] | None = None,
     on_record: Callable[[Prediction], None] | None = None,
     *,
-    ablated_items: Sequence[Item] | None = None,
+    ablated_items: Sequence[Item] | Mapping[str, Sequence[Item]] | None = None,
     order_plan: OrderPlan | None = None,
     retry_errors: bool = True,
+    ci: IntervalSettings | None = None,
 ) -> RunOutcome:
     """Judge every item in its display orders, appending to out/predictions.jsonl, and return
     the results over the selected items (also written to out/results.json).
 
-    `ablated_items` (the same items with their context ablated) are judged in the same orders
-    into out/predictions_ablated.jsonl, and the results gain a `context_ablation` block.
+    `ablated_items` (the same items with their context ablated; a sequence for the one method
+    `settings.ablate_context` names, or {method: items}) are judged in the same orders into
+    `ablated_path(out, i, method)`, and the results gain a `context_ablation` block.
+    `ci` says how the intervals are drawn (default 95%, 1000 resamples, seed 0).
     `order_plan(item)` replaces the seeded display orders (the authors' protocol has its own).
     With `retry_errors`, records that ended in an error are judged again on resume.
     `on_start(total, already_done)` and `on_record(prediction)` let a caller show progress.
@@ -204,9 +254,15 @@ def evaluate(
     )
     selected = {item.key for item in items}
     n_orders = max((len(plan(item)) for item in items), default=0)
+    if ablated_items is None:
+        ablations: dict[str, Sequence[Item]] = {}
+    elif isinstance(ablated_items, Mapping):
+        ablations = dict(ablated_items)
+    else:
+        ablations = {settings.ablate_context or "ablated": ablated_items}
+    ablated_paths = {m: ablated_path(folder, i, m) for i, m in enumerate(ablations)}
     passes = [(folder / PREDICTIONS, items)]
-    if ablated_items is not None:
-        passes.append((folder / PREDICTIONS_ABLATED, ablated_items))
+    passes += [(ablated_paths[m], pass_items) for m, pass_items in ablations.items()]
     jobs: list[Job] = []
     resumed = 0
     for path, pass_items in passes:
@@ -233,20 +289,21 @@ def evaluate(
     else:
         _run_concurrently(rm, jobs, record)
     predictions = _current(folder / PREDICTIONS, selected, n_orders)
-    results = compute_results(predictions)
-    ablated: list[Prediction] = []
-    if ablated_items is not None:
-        ablated = _current(folder / PREDICTIONS_ABLATED, selected, n_orders)
-        results["context_ablation"] = {
-            "method": settings.ablate_context,
-            **context_reliance(predictions, ablated),
-            "errors": sum(p.error is not None for p in latest_records(ablated)),
-        }
+    by_method = {m: _current(path, selected, n_orders) for m, path in ablated_paths.items()}
+    results = run_results(predictions, by_method, ci)
     results["settings"] = asdict(settings)
     results["model"] = rm.info()
-    results["throughput"] = throughput(predictions + ablated)
+    every_ablated = [p for recs in by_method.values() for p in recs]
+    results["throughput"] = throughput(predictions + every_ablated)
     (folder / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return RunOutcome(predictions, results, resumed=resumed, judged=len(jobs), ablated=ablated)
+    return RunOutcome(
+        predictions,
+        results,
+        resumed=resumed,
+        judged=len(jobs),
+        ablated=next(iter(by_method.values()), []),
+        ablated_by_method=by_method,
+    )
 
 
 def _run_concurrently(
