@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-import torch
 
+from longrm.bench.bow import LEARNERS
 from longrm.bench.construct import build_suite
+from longrm.bench.controls import HEURISTICS, CandidateScorer, scorer_outcomes, text_scorer
+from longrm.bench.pairs import item_pairs
 from longrm.items import Item
 
 SEED_A, SEED_B = 101, 202
 PER_CELL = 16  # 2 lengths x 4 families x 16 = 128 pairs per suite
 Z = 2.6
-
-Scorer = Callable[[Item, int], float]
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +43,10 @@ def _pairs(tokenizer: Any, seed: int) -> list[Item]:
     )
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+|[^\w\s]", text.lower())
-
-
-def _accuracy(items: Sequence[Item], score: Scorer) -> float:
-    """Return how often the better candidate (stored first) scores higher; a tie is half."""
-    wins = 0.0
-    for item in items:
-        first, second = score(item, 0), score(item, 1)
-        wins += 1.0 if first > second else 0.5 if first == second else 0.0
-    return wins / len(items)
+def _accuracy(items: Sequence[Item], score: CandidateScorer) -> float:
+    """Return the mean outcome: 1 when the better candidate scores higher, a tie half."""
+    outcomes = scorer_outcomes(item_pairs(items).pairs, score)
+    return sum(outcomes.values()) / len(outcomes)
 
 
 def _assert_near_chance(accuracy: float, n: int, what: str) -> None:
@@ -63,43 +55,7 @@ def _assert_near_chance(accuracy: float, n: int, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Length, overlap with the question, position
-
-
-def _chars(item: Item, i: int) -> float:
-    return len(item.candidates[i])
-
-
-def _n_words(item: Item, i: int) -> float:
-    return len(item.candidates[i].split())
-
-
-def _question_overlap(item: Item, i: int) -> float:
-    return len(set(_words(item.candidates[i])) & set(_words(item.question)))
-
-
-def _answers_first(item: Item, i: int) -> float:
-    """Return minus the offset of the first word the two candidates do not share."""
-    other = set(_words(item.candidates[1 - i]))
-    words = _words(item.candidates[i])
-    return -next((k for k, w in enumerate(words) if w not in other), len(words))
-
-
-def _first_alphabetically(item: Item, i: int) -> float:
-    return float(item.candidates[i] < item.candidates[1 - i])
-
-
-SIMPLE: dict[str, Scorer] = {
-    "longer wins": _chars,
-    "shorter wins": lambda item, i: -_chars(item, i),
-    "more words wins": _n_words,
-    "fewer words wins": lambda item, i: -_n_words(item, i),
-    "more words shared with the question wins": _question_overlap,
-    "fewer words shared with the question wins": lambda item, i: -_question_overlap(item, i),
-    "the earlier difference wins": _answers_first,
-    "the later difference wins": lambda item, i: -_answers_first(item, i),
-    "alphabetically first wins": _first_alphabetically,
-}
+# Length, overlap with the question, position (longrm.bench.controls.HEURISTICS)
 
 
 def test_suite_is_large_enough_for_a_tight_band(pairs_a: list[Item]) -> None:
@@ -109,9 +65,9 @@ def test_suite_is_large_enough_for_a_tight_band(pairs_a: list[Item]) -> None:
     assert len(tiers) == 6 and max(tiers.values()) - min(tiers.values()) <= 4
 
 
-@pytest.mark.parametrize("name", list(SIMPLE))
+@pytest.mark.parametrize("name", list(HEURISTICS))
 def test_simple_heuristics_are_near_chance(name: str, pairs_a: list[Item]) -> None:
-    _assert_near_chance(_accuracy(pairs_a, SIMPLE[name]), len(pairs_a), name)
+    _assert_near_chance(_accuracy(pairs_a, HEURISTICS[name]), len(pairs_a), name)
 
 
 def test_first_shown_wins_is_near_chance_in_one_seeded_display_order(pairs_a: list[Item]) -> None:
@@ -128,83 +84,40 @@ def test_longer_wins_is_near_chance_in_every_family(
     family: str, pairs_a: list[Item], pairs_b: list[Item]
 ) -> None:
     mine = [i for i in [*pairs_a, *pairs_b] if i.task == family]
-    _assert_near_chance(_accuracy(mine, _chars), len(mine), f"longer wins ({family})")
+    _assert_near_chance(_accuracy(mine, HEURISTICS["longer wins"]), len(mine), f"longer ({family})")
+
+
+def test_counting_right_counts_are_the_larger_in_half_the_items(
+    pairs_a: list[Item], pairs_b: list[Item]
+) -> None:
+    # A language model prefers small numbers with the context or without it; the builder cycles
+    # which of the right and the wrong count is larger, so that prior gains nothing in a suite.
+    counting = [i for i in [*pairs_a, *pairs_b] if i.task == "counting"]
+    for claim, right, wrong in (
+        ("main", "answer", "wrong_value"),
+        ("side", "side_answer", "side_wrong_value"),
+    ):
+        larger = sum(int(i.extra[right]) > int(i.extra[wrong]) for i in counting)
+        assert abs(2 * larger - len(counting)) <= 4, f"{claim}: {larger} of {len(counting)}"
+    smaller_wins = _accuracy(counting, HEURISTICS["smaller numbers win"])
+    assert abs(smaller_wins - 0.5) <= 0.1, smaller_wins
 
 
 # ---------------------------------------------------------------------------------------------
-# Learned from the candidates of one seed's suite, tested on another's
+# Learned from the candidates of one seed's suite, tested on another's (longrm.bench.bow)
 
 
-def _ngrams(text: str) -> list[str]:
-    """Return a text's words and word bigrams."""
-    words = _words(text)
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-
-
-class _NaiveBayes:
-    """Multinomial naive Bayes over word and bigram counts, add-one smoothed: better vs worse."""
-
-    def __init__(self, items: Sequence[Item]) -> None:
-        counts: list[Counter[str]] = [Counter(), Counter()]  # [worse, better]
-        for item in items:
-            counts[1].update(_ngrams(item.candidates[0]))
-            counts[0].update(_ngrams(item.candidates[1]))
-        vocab = set(counts[0]) | set(counts[1])
-        totals = [sum(c.values()) + len(vocab) for c in counts]
-        self.weight = {
-            g: math.log((counts[1][g] + 1) / totals[1]) - math.log((counts[0][g] + 1) / totals[0])
-            for g in vocab
-        }
-
-    def __call__(self, item: Item, i: int) -> float:
-        return sum(self.weight.get(g, 0.0) for g in _ngrams(item.candidates[i]))
-
-
-class _PairwiseLogistic:
-    """Logistic regression on the difference of two candidates' word and bigram counts."""
-
-    def __init__(self, items: Sequence[Item], l2: float = 1e-3) -> None:
-        vocab = sorted({g for item in items for text in item.candidates for g in _ngrams(text)})
-        self.index = {g: k for k, g in enumerate(vocab)}
-        diffs = torch.stack([self._vector(item, 0) - self._vector(item, 1) for item in items])
-        x = torch.cat([diffs, -diffs])  # both display orders: no bias toward either slot
-        y = torch.cat([torch.ones(len(items)), torch.zeros(len(items))])
-        self.w = torch.zeros(len(vocab), requires_grad=True)
-        optimizer = torch.optim.LBFGS([self.w], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ self.w, y)
-            loss = loss + l2 * self.w.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-
-    def _vector(self, item: Item, i: int) -> torch.Tensor:
-        v = torch.zeros(len(self.index))
-        for g in _ngrams(item.candidates[i]):
-            if g in self.index:
-                v[self.index[g]] += 1
-        return v
-
-    def __call__(self, item: Item, i: int) -> float:
-        return float(self._vector(item, i) @ self.w.detach())
-
-
-LEARNERS: dict[str, Callable[[Sequence[Item]], Scorer]] = {
-    "naive Bayes": _NaiveBayes,
-    "pairwise logistic regression": _PairwiseLogistic,
-}
+def _learn(name: str, items: Sequence[Item]) -> CandidateScorer:
+    return text_scorer(LEARNERS[name](item_pairs(items).pairs))
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
 def test_bag_of_ngrams_learned_on_another_seed_is_near_chance(
     name: str, pairs_a: list[Item], pairs_b: list[Item]
 ) -> None:
-    scorer = LEARNERS[name](pairs_a)
+    scorer = _learn(name, pairs_a)
     _assert_near_chance(_accuracy(pairs_b, scorer), len(pairs_b), f"{name}, seed A -> seed B")
-    scorer = LEARNERS[name](pairs_b)
+    scorer = _learn(name, pairs_b)
     _assert_near_chance(_accuracy(pairs_a, scorer), len(pairs_a), f"{name}, seed B -> seed A")
 
 
@@ -221,30 +134,29 @@ def test_the_learners_do_find_a_style_leak(
     name: str, pairs_a: list[Item], pairs_b: list[Item]
 ) -> None:
     # The control has power: one word that gives the tier away is learned at once.
-    scorer = LEARNERS[name](_leaky(pairs_a))
+    scorer = _learn(name, _leaky(pairs_a))
     assert _accuracy(_leaky(pairs_b), scorer) > 0.95
 
 
 # ---------------------------------------------------------------------------------------------
 # The default model, the context removed
 
-_CONTEXT = re.compile(r"(<context>\n).*?(\n</context>)", re.S)
-
 
 @pytest.mark.integration
 def test_default_model_likelihood_without_context_is_near_chance(tokenizer: Any) -> None:
+    from longrm.bench.controls import ModelControl
+    from longrm.evaluate.ablation import ablate_context
     from longrm.rm.load import RewardModelOptions, load_reward_model
 
     items = build_suite(
         tokenizer, lengths="512", items_per_cell=12, formats=("pairwise",), seed=SEED_B
     )
+    for emptied in ablate_context(items, "empty"):
+        assert emptied.prompt[0]["content"].startswith("<context>\n\n</context>\n\nQuestion: ")
     rm = load_reward_model("default", RewardModelOptions(kind="likelihood"))
     try:
-        wins = 0
-        for item in items:
-            prompt = [{**m, "content": _CONTEXT.sub(r"\1\2", m["content"])} for m in item.prompt]
-            assert prompt[0]["content"].startswith("<context>\n\n</context>\n\nQuestion: ")
-            wins += rm.rank(prompt, item.candidates).ranking[0] == 0
+        outcomes = ModelControl("emptied", rm, "empty").outcomes(item_pairs(items).pairs)
     finally:
         rm.close()
-    _assert_near_chance(wins / len(items), len(items), "likelihood without the context")
+    accuracy = sum(outcomes.values()) / len(outcomes)
+    _assert_near_chance(accuracy, len(items), "likelihood without the context")

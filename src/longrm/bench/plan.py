@@ -59,6 +59,10 @@ class Choice:
     depth: float
     wrong_kind: str
     hops: int
+    #: (main, side): whether the right value is the larger of the right and the wrong one, for
+    #: families whose values are numbers; cycled so that a scorer preferring small (or large)
+    #: numbers, as a language model's prior does, gains nothing in any suite
+    right_larger: tuple[bool, bool] = (True, True)
 
 
 # A family's planner: the item's seeded RNG and choices in, the plan out.
