@@ -268,6 +268,40 @@ def test_held_out_haystack_drops_used_paragraphs_whole_or_cut() -> None:
     assert kept.paragraphs == (paragraphs[0], paragraphs[2])
 
 
+def _context_item(*pieces: str) -> Item:
+    context = "\n\n".join(pieces)
+    return Item(
+        id=0,
+        task="single_fact",
+        subtask="",
+        tasktype=PAIRWISE,
+        subtype="",
+        length_bucket="1k",
+        length=0,
+        prompt=[{"role": "user", "content": f"<context>\n{context}\n</context>\n\nQuestion: q"}],
+        question="q",
+        candidates=["a", "b"],
+    )
+
+
+def test_held_out_haystack_drops_what_a_short_or_rejoined_cut_could_come_from() -> None:
+    paragraphs = (
+        "Return a copy of the string with all the cased characters converted to uppercase.",
+        "Return a copy of the string with all the cased characters converted to lowercase.",
+        "Execute the executable file (which is searched\nfor along $PATH) with argument list.",
+        "Paragraph 3 talks about rivers, stones and old gardens.",
+    )
+    # the builder cuts a paragraph to its first words, joined by single spaces
+    held_out = _context_item(
+        "Return a copy of the string with all",  # too short to tell which paragraph it was
+        "Execute the executable file (which is searched for along $PATH)",
+    )
+    kept = held_out_haystack(Haystack(paragraphs, "test"), [held_out])
+    assert kept.paragraphs == (paragraphs[3],)
+    leaked = overlap([_context_item(paragraphs[1], paragraphs[2])], [held_out])
+    assert leaked["paragraphs"] == sorted(paragraphs[1:3])
+
+
 @pytest.mark.parametrize("seed", [EVAL_SEED + 1, EVAL_SEED])  # the same seed: names redrawn
 def test_training_suite_shares_nothing_with_eval(
     tokenizer: Any, suite: list[Item], seed: int

@@ -9,10 +9,11 @@ import shlex
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from longrm.cli_audit import bench_audit_command
 from longrm.cli_common import (
     AttnOpt,
     ConcurrencyOpt,
@@ -38,6 +39,9 @@ from longrm.cli_common import fail as _fail
 from longrm.cli_serve import bon_command, serve_command
 from longrm.cli_synth import synth_app
 from longrm.items import Item, ItemError, LoadResult, load_items
+
+if TYPE_CHECKING:
+    from longrm.evaluate.intervals import IntervalSettings
 
 app = typer.Typer(
     help="longrm: long-context reward models: benchmark, evaluate, synthesize, train, serve.",
@@ -183,6 +187,9 @@ def bench_check(
     )
 
 
+bench_app.command("audit")(bench_audit_command)
+
+
 def _prompts_hash(path: Path | None) -> str:
     from importlib import resources
 
@@ -200,6 +207,29 @@ def _bench_hash(items: list[Item]) -> str:
     for item in items:
         digest.update(json.dumps(item_to_row(item), sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
+
+
+CiLevelOpt = Annotated[
+    float, typer.Option(help="Confidence level of every interval (accuracies, differences).")
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        help="Bootstrap resamples of items per interval (0: Wilson intervals only, none for "
+        "differences)."
+    ),
+]
+CiSeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")]
+
+
+def _intervals(level: float, n_resamples: int, seed: int) -> IntervalSettings:
+    """Return the IntervalSettings the interval flags ask for, or exit with the reason."""
+    from longrm.evaluate.intervals import IntervalSettings
+
+    try:
+        return IntervalSettings(level=level, n_resamples=n_resamples, seed=seed)
+    except ValueError as err:
+        raise _fail(f"--ci-level/--bootstrap: {err}") from None
 
 
 @app.command("eval")
@@ -236,9 +266,13 @@ def eval_command(
         str | None,
         typer.Option(
             help="Also judge every item with its context ablated (swap: another item's context "
-            "of the same length bucket; empty: none) and report the context reliance."
+            "of the same length bucket; empty: none; swap,empty: both, each a control of the "
+            "other) and report the context reliance against each."
         ),
     ] = None,
+    ci_level: CiLevelOpt = 0.95,
+    bootstrap: BootstrapOpt = 1000,
+    ci_seed: CiSeedOpt = 0,
     prefix_cache: PrefixCacheOpt = True,
     prompts: PromptsOpt = None,
     max_new_tokens: Annotated[
@@ -271,7 +305,7 @@ def eval_command(
     from longrm.evaluate import ablation
     from longrm.evaluate.protocol import check_protocol, paper_display_orders, paper_items
     from longrm.evaluate.report import results_table_markdown, write_report
-    from longrm.evaluate.runner import EvalSettings, RunMismatchError, evaluate
+    from longrm.evaluate.runner import EvalSettings, RunMismatchError, ablation_methods, evaluate
     from longrm.rm.load import load_reward_model, resolve_kind
 
     try:
@@ -294,12 +328,17 @@ def eval_command(
         paper_orders = paper_display_orders(all_items)  # drawn over whole files, as theirs are
         order_plan = lambda item: [paper_orders[item.key]]  # noqa: E731
         orders = 1
+    ci = _intervals(ci_level, bootstrap, ci_seed)
     ablated = None
     if ablate_context is not None:
         try:
-            ablated = ablation.ablate_context(items, ablate_context)
+            methods = ablation_methods(ablate_context)
+            if not methods:
+                raise ablation.AblationError("name at least one method: swap, empty")
+            ablated = {m: ablation.ablate_context(items, m) for m in methods}
         except ablation.AblationError as err:
             raise _fail(f"--ablate-context: {err}") from None
+        ablate_context = ",".join(methods)
     try:
         resolved_kind = resolve_kind(model, kind)
     except Exception as err:
@@ -360,12 +399,13 @@ def eval_command(
                 ablated_items=ablated,
                 order_plan=order_plan,
                 retry_errors=retry_errors,
+                ci=ci,
             )
     except RunMismatchError as err:
         raise _fail(str(err)) from None
     finally:
         rm.close()
-    md, png = write_report([out], out, names=[name] if name else None)
+    md, png = write_report([out], out, names=[name] if name else None, ci=ci)
     results = outcome.results
     typer.echo(results_table_markdown({name or model: results}))
     console.print(
@@ -393,6 +433,9 @@ def eval_command(
         "--rope-scaling": rope_scaling,
         "--prompts": str(prompts) if prompts else None,
         "--ablate-context": ablate_context,
+        "--ci-level": str(ci_level) if ci_level != 0.95 else None,
+        "--bootstrap": str(bootstrap) if bootstrap != 1000 else None,
+        "--ci-seed": str(ci_seed) if ci_seed else None,
         "--dtype": dtype if dtype != "auto" else None,
         "--attn": attn,
         "--openai-params": openai_params,
@@ -410,16 +453,28 @@ def eval_command(
 
 
 def _ablation_line(label: str, block: dict[str, Any]) -> str:
-    """Return one line on context reliance: accuracy with and without the context."""
+    """Return a line per ablation method on context reliance: accuracy with and without the
+    context, with intervals (order-debiased too, for verdict-probability judges).
+    """
 
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f}%"
+    def pct(entry: dict[str, Any], key: str) -> str:
+        value, ci = entry.get(key), entry.get(f"{key}_ci")
+        if value is None:
+            return "–"
+        return f"{100 * value:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
-    return (
-        f"context ablation ({block['method']}), {label}: accuracy with context "
-        f"{pct(block['accuracy_with_context'])}, without {pct(block['accuracy_without_context'])}"
-        f", reliance {pct(block['reliance'])} over {block['n_items']} items"
-    )
+    lines = []
+    for method, entry in (block.get("by_method") or {block.get("method"): block}).items():
+        for prefix, kind in (("", "accuracy"), ("debiased_", "order-debiased accuracy")):
+            if entry.get(f"{prefix}reliance") is None and prefix:
+                continue
+            lines.append(
+                f"context ablation ({method}), {label}: {kind} with context "
+                f"{pct(entry, prefix + 'accuracy_with_context')}, without "
+                f"{pct(entry, prefix + 'accuracy_without_context')}, reliance "
+                f"{pct(entry, prefix + 'reliance')} over {entry['n_items']} items"
+            )
+    return "\n".join(lines)
 
 
 @app.command("report")
@@ -427,16 +482,44 @@ def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by longrm eval.")],
     out: Annotated[Path, typer.Option(help="Folder for results.md and the plot.")] = Path("report"),
     names: Annotated[str | None, typer.Option(help="Comma-separated run names.")] = None,
+    ci_level: CiLevelOpt = 0.95,
+    bootstrap: BootstrapOpt = 1000,
+    ci_seed: CiSeedOpt = 0,
+    compare: Annotated[
+        bool | None,
+        typer.Option(
+            "--compare/--no-compare",
+            help="Compare the first run with each other one on the items both judged: "
+            "difference, paired-bootstrap interval, McNemar's exact p (default: with two runs).",
+        ),
+    ] = None,
 ) -> None:
-    """Put several runs side by side: the paper's table and accuracy versus context length."""
-    from longrm.evaluate.report import load_results, results_table_markdown, run_name, write_report
+    """Put several runs side by side: the paper's table and accuracy versus context length,
+    with intervals; with two runs, a paired comparison of the first against the second.
+    """
+    from longrm.evaluate.report import (
+        comparison_markdown,
+        load_results,
+        results_table_markdown,
+        run_names,
+        write_report,
+    )
 
+    ci = _intervals(ci_level, bootstrap, ci_seed)
+    wanted = _split_csv(names)
     try:
-        md, png = write_report(runs, out, names=_split_csv(names))
-        table = results_table_markdown({run_name(r): load_results(r) for r in runs})
+        md, png = write_report(runs, out, names=wanted, ci=ci, compare=compare)
+        labels = run_names(runs, wanted)
+        table = results_table_markdown(
+            {n: load_results(r, ci) for n, r in zip(labels, runs, strict=True)}
+        )
+        paired = len(runs) >= 2 and (compare or (compare is None and len(runs) == 2))
+        comparison = comparison_markdown(runs, labels, ci) if paired else ""
     except (FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
     typer.echo(table)
+    if comparison:
+        typer.echo("\n" + comparison)
     console.print(f"report: {md}\nplot: {png}")
 
 
@@ -518,100 +601,125 @@ def demo(
 
 @app.command("reproduce")
 def reproduce(
-    out: Annotated[Path, typer.Option(help="Folder for data, models, runs and the report.")] = Path(
-        "reproduce-out"
-    ),
+    track: Annotated[
+        str,
+        typer.Option(
+            help="disrm: a DisRM trained on short pairs against one trained on short and long "
+            "pairs, with the untrained likelihood as baseline; judge: Stage I verdict-only SFT "
+            "then Stage II, read by logprob and generating verdicts."
+        ),
+    ] = "disrm",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for data, models, runs and the report (reproduce-out/TRACK)."),
+    ] = None,
     model: ModelOpt = "default",
-    eval_lengths: Annotated[str, typer.Option(help="Held-out suite's buckets.")] = "512,1k,2k,4k",
-    eval_per_cell: Annotated[int, typer.Option(help="Held-out pairs per (length, task).")] = 2,
-    train_lengths: Annotated[str, typer.Option(help="Training items' buckets.")] = "512,1k",
+    eval_lengths: Annotated[
+        str | None, typer.Option(help="Held-out buckets (512,1k,2k,4k).")
+    ] = None,
+    eval_per_cell: Annotated[
+        int | None,
+        typer.Option(help="Held-out pairs per (length, family), 4 families (12: 48 a bucket)."),
+    ] = None,
     train_per_cell: Annotated[
-        int, typer.Option(help="Training items per (length, task, format).")
-    ] = 6,
-    sft_steps: Annotated[int, typer.Option(help="Stage I steps (one row each).")] = 90,
-    sft_lr: Annotated[float, typer.Option(help="Stage I learning rate.")] = 5e-5,
-    align_steps: Annotated[int, typer.Option(help="Stage II steps (one row each).")] = 40,
-    align_lr: Annotated[float, typer.Option(help="Stage II learning rate.")] = 5e-6,
-    negatives: Annotated[int, typer.Option(help="Rejected judgments per Stage II row (V).")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens a generating judge may write.")] = 32,
-    generate_lengths: Annotated[
-        str, typer.Option(help="Buckets trained judges generate on (generation dominates time).")
-    ] = "512,1k",
+        int | None,
+        typer.Option(
+            help="Training pairs per (length, family): disrm 24 (192 short pairs; the "
+            "short+long DisRM takes half of them and as many long ones), judge 7 (112 pairs)."
+        ),
+    ] = None,
+    short_lengths: Annotated[
+        str | None, typer.Option(help="disrm: the short pairs' buckets (448,512).")
+    ] = None,
+    long_lengths: Annotated[
+        str | None, typer.Option(help="disrm: the long pairs' buckets (1k,2k).")
+    ] = None,
+    train_lengths: Annotated[
+        str | None, typer.Option(help="judge: the training pairs' buckets (448,512,1k,2k).")
+    ] = None,
+    controls: Annotated[
+        str | None,
+        typer.Option(
+            help="Context controls for the trained models: swap, empty or swap,empty "
+            "(disrm: swap,empty; judge: empty)."
+        ),
+    ] = None,
+    baseline_controls: Annotated[
+        bool, typer.Option(help="disrm: run the controls on the untrained likelihood too.")
+    ] = False,
+    judge_baseline: Annotated[
+        bool, typer.Option(help="Add the untrained judge (logprob verdicts) as a baseline.")
+    ] = False,
+    curriculum: Annotated[
+        str | None, typer.Option(help="disrm: none, or length (short pairs first).")
+    ] = None,
+    sft_lr: Annotated[float | None, typer.Option(help="judge: Stage I learning rate.")] = None,
+    align_lr: Annotated[float | None, typer.Option(help="judge: Stage II learning rate.")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="judge: tokens the generating judge may write (16).")
+    ] = None,
+    estimate: Annotated[
+        bool, typer.Option(help="Print the time estimate at these sizes and exit.")
+    ] = False,
 ) -> None:
-    """Micro reproduction of the paper's gain on this CPU: build disjoint training data and a
-    held-out suite, run Stage I then Stage II from it, evaluate the untrained, Stage I and
-    Stage II judges (logprob verdicts with the context swapped, and generating), and print the
-    table, the goals and the time taken. A rerun reuses finished stages and runs.
+    """Measure whether training moves the long-context boundary, with intervals: build a
+    held-out suite (48 pairs per bucket at 512-4K) and disjoint training pairs, train, evaluate
+    by length with the context given, swapped and emptied, and print the length table (an
+    interval in every cell, the command behind every row), paired comparisons and the goals,
+    each PASS or MISS by its interval. Each step has its own folder; a rerun reuses finished ones.
+
+    Time at the default sizes, estimated from figures measured on this 2-core machine (idle;
+    --estimate prints it for other sizes): --track disrm about 96 minutes (training 23,
+    evaluation 74: three models on 192 pairs, two of them also swapped and emptied), --track
+    judge about 58 (training 21, evaluation 36). --eval-per-cell 6 (24 pairs a bucket, wider
+    intervals) brings the disrm track to about 60.
     """
     from transformers import AutoTokenizer
 
-    from longrm.evaluate.report import load_results, results_table_markdown, run_name, write_report
     from longrm.models import resolve_model_path
-    from longrm.train.config import parse_config
-    from longrm.train.model_io import RECORD
-    from longrm.train.reproduce import ReproSettings, check_goals, judge_runs, prepare_data
-    from longrm.train.stages import STAGES
+    from longrm.train.reproduce import EvalStep, ReproError, reproduce_track
+    from longrm.train.reproduce_cost import Costs, estimate_line, minutes
+    from longrm.train.reproduce_report import markdown
+    from longrm.train.reproduce_tracks import make_track
 
-    settings = ReproSettings(
-        eval_lengths=eval_lengths, eval_per_cell=eval_per_cell, train_lengths=train_lengths,
-        train_per_cell=train_per_cell, negatives=negatives, sft_steps=sft_steps, sft_lr=sft_lr,
-        align_steps=align_steps, align_lr=align_lr, max_new_tokens=max_new_tokens,
-        generate_lengths=generate_lengths,
-    )  # fmt: skip
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-    console.rule("longrm reproduce: Stage I, then Stage II, judged on a held-out suite")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
-    data = prepare_data(out, tokenizer, settings)
-    console.print(f"data: {data.counts}; train/eval overlap: {data.overlap}")
-    times["data"] = time.perf_counter() - start
-    # 135M parameters at 4K tokens fit without recomputing activations (a third faster here).
-    common = ["--max_length", str(settings.max_length), "--save_strategy", "no", "--seed", "0",
-              "--no_activation_checkpointing"]  # fmt: skip
-    stages = [
-        ("stage1", "sft", ["--model", model, "--data", str(data.sft_rows),
-                           "--max_steps", str(sft_steps), "--learning_rate", str(sft_lr)]),
-        ("stage2", "align", ["--from", str(out / "stage1"), "--data", str(data.preference_rows),
-                             "--negatives", str(negatives), "--max_steps", str(align_steps),
-                             "--learning_rate", str(align_lr)]),
-    ]  # fmt: skip
-    for label, stage, args in stages:
-        t = time.perf_counter()
-        if (out / label / RECORD).is_file():
-            console.print(f"{label}: reusing {out / label}")
-            continue
-        console.rule(f"{label}: longrm train {stage} {' '.join(args)}")
-        config_cls, run = STAGES[stage]
-        record = run(parse_config(config_cls, [*args, "--out", str(out / label), *common]))
-        console.print(f"{label}: loss {record['first_loss']} -> {record['final_loss']}")
-        times[label] = time.perf_counter() - t
-    run_dirs: dict[str, Path] = {}
-    judges = {"untrained": model, "stage1": str(out / "stage1"), "stage2": str(out / "stage2")}
-    for jr in judge_runs(settings):
-        t = time.perf_counter()
-        run_dir = out / jr.label
-        console.rule(f"eval {jr.judge} --verdict {jr.verdict}")
+    options = {
+        "eval_lengths": eval_lengths, "eval_per_cell": eval_per_cell,
+        "train_per_cell": train_per_cell, "short_lengths": short_lengths,
+        "long_lengths": long_lengths, "train_lengths": train_lengths, "controls": controls,
+        "baseline_controls": baseline_controls or None, "judge_baseline": judge_baseline or None,
+        "curriculum": curriculum, "sft_lr": sft_lr, "align_lr": align_lr,
+        "max_new_tokens": max_new_tokens,
+    }  # fmt: skip
+    try:
+        spec = make_track(track, options)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if estimate:
+        console.print(estimate_line(minutes(spec.estimate(Costs()))))
+        return
+    folder = out or Path("reproduce-out") / track
+    console.rule(f"longrm reproduce --track {track}")
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
+    def run_eval(step: EvalStep, bench: Path, run_dir: Path) -> None:
+        console.rule(f"eval {step.label}")
+        # 2048 new tokens: `longrm eval`'s default, which the printed command leaves out
         eval_command(
-            bench=data.bench, out=run_dir, model=judges[jr.judge], kind="judge",
-            verdict=jr.verdict, ablate_context="swap" if jr.ablate else None,
-            lengths=jr.lengths, max_new_tokens=max_new_tokens, concurrency=1, retries=0,
-            name=f"{jr.judge} {jr.verdict}", allow_errors=True,
+            bench=bench, out=run_dir, model=step.model, kind=step.kind,
+            verdict=step.verdict or "generate", ablate_context=step.ablate, concurrency=1,
+            retries=0, name=step.name, allow_errors=True,
+            max_new_tokens=2048 if step.max_new_tokens is None else step.max_new_tokens,
         )  # fmt: skip
-        run_dirs[jr.label] = run_dir
-        times[f"eval {jr.judge} {jr.verdict}"] = time.perf_counter() - t
-    md, png = write_report(list(run_dirs.values()), out / "report")
-    results = {run_name(d): load_results(d) for d in run_dirs.values()}
-    typer.echo(results_table_markdown(results))
-    by = {key: load_results(d) for key, d in run_dirs.items()}
-    for label in ("stage1", "stage2"):
-        console.rule(f"goals: {label} against the untrained judge")
-        for goal in check_goals(by["untrained-logprob"], by[f"{label}-logprob"],
-                                by[f"{label}-generate"]):  # fmt: skip
-            console.print(f"{'met ' if goal.met else 'MISS'}  {goal.name}: {goal.measured}")
-    times["total"] = time.perf_counter() - start
-    console.print("time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
-    (out / "times.json").write_text(json.dumps(times, indent=2) + "\n")
-    console.print(f"report: {md}\nplot: {png}")
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    try:
+        report = reproduce_track(spec, folder, model, tokenizer, run_eval, log)
+    except ReproError as err:
+        raise _fail(str(err)) from None
+    typer.echo(markdown(report))
+    log(f"report: {folder / 'reproduce.md'} (and reproduce.json; every run: {folder / 'report'})")
 
 
 app.command("serve")(serve_command)

@@ -31,18 +31,29 @@ def context_chunks(item: Item) -> list[str]:
     return [p for p in pieces if p]
 
 
+def _norm(text: str) -> str:
+    """Return the text with runs of whitespace made one space (the builder re-joins the words of
+    a paragraph it cuts, so a cut piece is a prefix of its paragraph only once both are
+    normalised)."""
+    return " ".join(text.split())
+
+
 class _Pieces:
-    """Context pieces, found by equality, or for long ones as a prefix either way (a
-    paragraph cut to fit a prompt is a prefix of its haystack paragraph)."""
+    """Context pieces (whitespace normalised), found by equality, or for long ones as a prefix
+    either way (a paragraph cut to fit a prompt is a prefix of its haystack paragraph)."""
 
     def __init__(self, pieces: Iterable[str]) -> None:
-        self.exact = set(pieces)
+        self.exact = {_norm(p) for p in pieces}
         self.by_head: dict[str, list[str]] = {}
+        self.short_by_word: dict[str, list[str]] = {}
         for p in self.exact:
             if len(p) >= MIN_PARAGRAPH_CHARS:
                 self.by_head.setdefault(p[:MIN_PARAGRAPH_CHARS], []).append(p)
+            elif p:
+                self.short_by_word.setdefault(p.split(" ", 1)[0], []).append(p)
 
     def holds(self, text: str) -> bool:
+        text = _norm(text)
         if text in self.exact:
             return True
         if len(text) < MIN_PARAGRAPH_CHARS:
@@ -50,11 +61,21 @@ class _Pieces:
         near = self.by_head.get(text[:MIN_PARAGRAPH_CHARS], [])
         return any(p.startswith(text) or text.startswith(p) for p in near)
 
+    def cut_from(self, paragraph: str) -> bool:
+        """Return whether a piece is this paragraph or a cut of it. A piece too short to tell
+        which paragraph it was cut from counts for every paragraph it opens, so two paragraphs
+        with the same opening words ("Return a copy of the string with ...") cannot give a
+        training item the same cut fragment as a held-out one."""
+        if self.holds(paragraph):
+            return True
+        text = _norm(paragraph)
+        return any(text.startswith(s) for s in self.short_by_word.get(text.split(" ", 1)[0], []))
+
 
 def held_out_haystack(haystack: Haystack, items: Iterable[Item]) -> Haystack:
     """Return `haystack` without the paragraphs the items' contexts use (whole or cut)."""
     used = _Pieces(c for item in items for c in context_chunks(item))
-    kept = tuple(p for p in haystack.paragraphs if not used.holds(p))
+    kept = tuple(p for p in haystack.paragraphs if not used.cut_from(p))
     dropped = len(haystack) - len(kept)
     return Haystack(kept, f"{haystack.description}, {dropped} held-out paragraphs dropped")
 
@@ -103,6 +124,6 @@ def overlap(train_items: Sequence[Item], eval_items: Sequence[Item]) -> dict[str
     names = sorted({w for w in _invented(train_items) if w.lower() in eval_words})
     eval_pieces = _Pieces(c for item in eval_items for c in context_chunks(item))
     pieces = sorted(
-        {c for item in train_items for c in context_chunks(item) if eval_pieces.holds(c)}
+        {c for item in train_items for c in context_chunks(item) if eval_pieces.cut_from(c)}
     )
     return {"invented": names, "paragraphs": pieces}

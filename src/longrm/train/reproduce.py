@@ -1,203 +1,418 @@
-"""The micro reproduction of the paper's gain: data, stages and the goals it is judged by.
+"""`longrm reproduce`: a track of training runs and held-out evaluations, resumable step by step.
 
-Training items and the held-out evaluation suite share no context paragraph and no invented
-name (`judgments.training_suite`), are built from different seeds, and are checked for overlap
-before anything trains. The goals are the issue's: a gain of at least 15 points at 1K-4K
-tokens, under 5% parse failures when generating, at most 2 points lost on short items, and a
-gain that disappears when the context is ablated.
+A track (`reproduce_disrm`, `reproduce_judge`) is a plan: the data it builds, the `longrm train`
+runs and the `longrm eval` runs, each in its own folder under the output folder:
+
+    data/       the held-out suite and the training items (data.json: sizes and counts)
+    models/X/   one trained model per training step
+    runs/X/     one evaluation per run (predictions, results.json)
+    reproduce.md, reproduce.json, report/   the tables, comparisons and goals
+
+A finished step leaves a marker holding its command, so a rerun skips it; a folder holding the
+result of another command is refused rather than mixed (change the sizes, change --out). The
+commands are those the table prints beside each row: every number can be reproduced alone.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from transformers import PreTrainedTokenizerBase
-
-from longrm.bench.construct import build_suite
-from longrm.items import write_items
-from longrm.rm.prompts import PromptSet
-from longrm.train.heldout import overlap, training_suite
-from longrm.train.judgments import (
-    preference_examples,
-    sft_examples,
-    write_preference_jsonl,
-    write_sft_jsonl,
+from longrm.bench.construct import FAMILIES, build_suite, parse_lengths
+from longrm.evaluate.ablation import METHODS
+from longrm.evaluate.intervals import IntervalSettings
+from longrm.items import Item
+from longrm.train.goals import Goal
+from longrm.train.heldout import overlap
+from longrm.train.reproduce_cost import Costs, estimate_line, minutes
+from longrm.train.reproduce_report import (
+    Comparison,
+    Row,
+    RunRecords,
+    build_report,
+    markdown,
 )
-from longrm.train.verdict_spans import best_slot_counts
 
-SHORT_BUCKETS = ("512",)
-LONG_BUCKETS = ("1k", "2k", "4k")
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+MARKER = "reproduce-step.json"
+DATA = "data.json"
+PAIRWISE = ("pairwise",)
+CONTROL_WORDS = {"swap": "swapped", "empty": "emptied"}
+
+Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ReproSettings:
-    """Sizes of the reproduction; the defaults fit the issue's hour on two CPU cores."""
-
-    eval_lengths: str = "512,1k,2k,4k"
-    eval_per_cell: int = 2
-    eval_seed: int = 0
-    train_lengths: str = "512,1k"
-    train_per_cell: int = 6
-    #: formats of the training items: pairwise only (a pairwise judge learns from pair
-    #: verdicts; Best-of-N rankings were two thirds of the rows and taught it little of them)
-    train_formats: str = "pairwise"
-    train_seed: int = 1000
-    negatives: int = 2
-    sft_steps: int = 90
-    sft_lr: float = 5e-5
-    align_steps: int = 40
-    align_lr: float = 5e-6
-    max_length: int = 4096
-    max_new_tokens: int = 32
-    generate_lengths: str = "512,1k"
+class ReproError(RuntimeError):
+    """A reproduction that cannot go on: overlapping data, or a folder another command made."""
 
 
 @dataclass(frozen=True)
-class ReproData:
-    """Where the prepared files are, and what they hold."""
+class TrainStep:
+    """One `longrm train STAGE` run, its model saved in models/<label>."""
+
+    label: str
+    stage: str  # sft | align | disrm
+    args: tuple[str, ...]  # the trainer's flags, --out left out
+
+    def folder(self, out: Path) -> Path:
+        """Return the folder the model is saved in."""
+        return out / "models" / self.label
+
+    def argv(self, out: Path) -> list[str]:
+        """Return the trainer's flags, --out included."""
+        return [*self.args, "--out", str(self.folder(out))]
+
+    def command(self, out: Path) -> str:
+        """Return the shell command that trains this model."""
+        return f"longrm train {self.stage} " + shlex.join(self.argv(out))
+
+
+@dataclass(frozen=True)
+class EvalStep:
+    """One `longrm eval` run on the held-out suite, written to runs/<label>."""
+
+    label: str
+    name: str  # how tables name it
+    model: str
+    kind: str  # scalar | likelihood | judge
+    verdict: str = ""  # judge: logprob | generate
+    ablate: str | None = None  # "swap,empty", "empty", ... (the context controls)
+    max_new_tokens: int | None = None  # generating judges
+
+    def folder(self, out: Path) -> Path:
+        """Return the run's folder."""
+        return out / "runs" / self.label
+
+    def argv(self, bench: Path, out: Path) -> list[str]:
+        """Return the `longrm eval` flags of this run."""
+        argv = ["--bench", str(bench), "--out", str(self.folder(out)), "--model", self.model]
+        argv += ["--kind", self.kind]
+        if self.verdict:
+            argv += ["--verdict", self.verdict]
+        if self.max_new_tokens is not None:
+            argv += ["--max-new-tokens", str(self.max_new_tokens)]
+        if self.ablate:
+            argv += ["--ablate-context", self.ablate]
+        return argv
+
+    def command(self, bench: Path, out: Path) -> str:
+        """Return the shell command that makes this run."""
+        return "longrm eval " + shlex.join(self.argv(bench, out))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A track's steps: the held-out suite, then training, then evaluation."""
 
     bench: Path
-    sft_rows: Path
-    preference_rows: Path
-    counts: dict[str, int]
-    overlap: dict[str, list[str]]
+    train: tuple[TrainStep, ...]
+    evals: tuple[EvalStep, ...]
+
+
+class Track(Protocol):
+    """What a track provides: its data, steps, table rows, comparisons and goals."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def summary(self) -> str:
+        """Return what the track shows, in a sentence or two."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """Return every size and option of the track."""
+        ...
+
+    def data_settings(self) -> dict[str, Any]:
+        """Return what defines the data (a rerun with other values is refused)."""
+        ...
+
+    def estimate(self, costs: Costs) -> dict[str, float]:
+        """Return the seconds each step should take at these sizes."""
+        ...
+
+    def build(self, tokenizer: PreTrainedTokenizerBase, data: Path) -> dict[str, Any]:
+        """Build and write the held-out suite and the training items; return their `counts`
+        and a `description` line for the report."""
+        ...
+
+    def plan(self, out: Path, model: str) -> Plan:
+        """Return the track's steps."""
+        ...
+
+    def rows(self, plan: Plan) -> list[Row]:
+        """Return the length table's rows."""
+        ...
+
+    def comparisons(self, plan: Plan) -> list[Comparison]:
+        """Return the paired comparisons to print."""
+        ...
+
+    def goals(self, runs: dict[str, RunRecords]) -> list[Goal]:
+        """Return the goals measured on the runs' records (`reproduce_report.RunRecords`)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def heldout_suite(
+    tokenizer: PreTrainedTokenizerBase, lengths: str, per_cell: int, seed: int
+) -> list[Item]:
+    """Return the held-out pairwise suite: `per_cell` pairs per (length, family)."""
+    return build_suite(
+        tokenizer, lengths=lengths, items_per_cell=per_cell, formats=PAIRWISE, seed=seed
+    )
+
+
+def bucket_labels(spec: str) -> list[str]:
+    """Return the bucket labels of a lengths flag ("512,1k" -> ["512", "1k"])."""
+    return [label for label, _ in parse_lengths(spec)]
+
+
+def pairs_per_bucket(per_cell: int) -> int:
+    """Return the pairs a bucket holds with `per_cell` pairs per (length, family)."""
+    return per_cell * len(FAMILIES)
+
+
+def split_csv(value: str) -> list[str]:
+    """Return the non-empty comma-separated parts of a flag's value."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def check_controls(controls: str) -> list[str]:
+    """Return the context controls of a `--controls` value, or raise ValueError."""
+    methods = split_csv(controls)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown control(s) {bad} in --controls: choose from {METHODS}")
+    return methods
+
+
+def bucket_counts(items: Sequence[Item]) -> dict[str, int]:
+    """Return how many items each length bucket holds, in first-seen order."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.length_bucket] = counts.get(item.length_bucket, 0) + 1
+    return counts
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """Return "192 pairs (512: 48, 1k: 48, ...)"."""
+    return (
+        f"{sum(counts.values())} pairs (" + ", ".join(f"{b}: {n}" for b, n in counts.items()) + ")"
+    )
+
+
+def check_disjoint(train_items: Sequence[Item], eval_items: Sequence[Item]) -> dict[str, Any]:
+    """Return the (empty) overlap of training and held-out items; raise ReproError if any."""
+    shared = overlap(train_items, eval_items)
+    if any(shared.values()):
+        raise ReproError(f"training and held-out items overlap: {shared}")
+    return shared
 
 
 def prepare_data(
-    out: Path, tokenizer: PreTrainedTokenizerBase, settings: ReproSettings
-) -> ReproData:
-    """Build the held-out suite (pairwise items), the disjoint training items (of
-    `settings.train_formats`, each in every display order), and write the Stage I judgments and
-    Stage II preference rows; refuse to go on if the two overlap.
-    """
-    eval_items = build_suite(
-        tokenizer, lengths=settings.eval_lengths, items_per_cell=settings.eval_per_cell,
-        formats=("pairwise",), seed=settings.eval_seed,
-    )  # fmt: skip
-    train_items = training_suite(
-        tokenizer, lengths=settings.train_lengths, seed=settings.train_seed,
-        held_out=eval_items, items_per_cell=settings.train_per_cell,
-        formats=tuple(f.strip() for f in settings.train_formats.split(",") if f.strip()),
-    )  # fmt: skip
-    shared = overlap(train_items, eval_items)
-    if any(shared.values()):
-        raise RuntimeError(f"training and evaluation items overlap: {shared}")
-    out.mkdir(parents=True, exist_ok=True)
-    bench = out / "eval-bench"
-    write_items(eval_items, bench)
-    prompts = PromptSet.load()
-    sft = sft_examples(train_items, prompts, seed=settings.train_seed)
-    prefs = preference_examples(
-        train_items, prompts, negatives=settings.negatives, seed=settings.train_seed
+    track: Track, tokenizer: PreTrainedTokenizerBase, out: Path, log: Log
+) -> dict[str, Any]:
+    """Build the track's data into out/data once; reuse it when data.json has the same settings,
+    refuse when it has others (the models and runs in `out` were made from those)."""
+    folder = out / "data"
+    settings = track.data_settings()
+    record_path = folder / DATA
+    if record_path.is_file():
+        found = json.loads(record_path.read_text(encoding="utf-8"))
+        if found.get("track") == track.name and found.get("settings") == settings:
+            log(f"data: reusing {folder}")
+            return dict(found)
+        raise ReproError(
+            f"{out} holds a reproduction of --track {found.get('track')} built with other "
+            f"sizes ({found.get('settings')}); use another --out, or delete that folder to "
+            "start over"
+        )
+    built = track.build(tokenizer, folder)
+    record = {"track": track.name, "settings": settings, **built}
+    folder.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def finished(folder: Path, command: str) -> float | None:
+    """Return the seconds `command` took when `folder` holds its finished result, else None;
+    raise ReproError when the folder holds another command's."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return None
+    found = json.loads(marker.read_text(encoding="utf-8"))
+    if found.get("command") == command:
+        return float(found.get("seconds") or 0.0)
+    found = found.get("command")
+    raise ReproError(
+        f"{folder} holds the result of another command:\n  {found}\nnot\n  {command}\n"
+        "use another --out, or delete that folder to redo it"
     )
-    sft_rows = write_sft_jsonl(sft, out / "stage1-sft.jsonl")
-    pref_rows = write_preference_jsonl(prefs, out / "stage2-preferences.jsonl")
-    counts = {
-        "eval_items": len(eval_items),
-        "train_items": len(train_items),
-        "sft_rows": len(sft),
-        "preference_rows": len(prefs),
-        **{f"sft_gold_{k}": v for k, v in best_slot_counts(ex.target for ex in sft).items()},
-    }
-    data = ReproData(bench, sft_rows, pref_rows, counts, shared)
-    (out / "data.json").write_text(
-        json.dumps({**asdict(data), "settings": asdict(settings)}, indent=2, default=str) + "\n"
+
+
+def mark(folder: Path, command: str, seconds: float) -> None:
+    """Record that `folder` holds the finished result of `command`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"command": command, "seconds": round(seconds, 1)}, indent=2)
+    (folder / MARKER).write_text(text + "\n", encoding="utf-8")
+
+
+def _loss(value: Any) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def train(step: TrainStep, out: Path, log: Log) -> float:
+    """Run a training step unless its model is there; return the seconds it took (when reused,
+    those of the run that made it)."""
+    from longrm.train.config import parse_config
+    from longrm.train.stages import STAGES
+
+    folder, command = step.folder(out), step.command(out)
+    if (took := finished(folder, command)) is not None:
+        log(f"{step.label}: reusing {folder}")
+        return took
+    log(f"{step.label}: {command}")
+    start = time.perf_counter()
+    config_cls, run = STAGES[step.stage]
+    record = run(parse_config(config_cls, step.argv(out), prog=f"longrm train {step.stage}"))
+    seconds = time.perf_counter() - start
+    log(
+        f"{step.label}: {record['steps']} steps, loss {_loss(record['first_loss'])} -> "
+        f"{_loss(record['final_loss'])}, {seconds / 60:.1f} min"
     )
-    return data
+    mark(folder, command, seconds)
+    return seconds
 
 
-@dataclass(frozen=True)
-class JudgeRun:
-    """One evaluation in the reproduction: which judge, how it gives its verdict, on what."""
+def evaluate(
+    step: EvalStep,
+    bench: Path,
+    out: Path,
+    run_eval: Callable[[EvalStep, Path, Path], None],
+    log: Log,
+) -> float:
+    """Run an evaluation unless it finished; return the seconds it took (when reused, those
+    of the run that made it).
 
-    judge: str  # untrained | stage1 | stage2
-    verdict: str  # logprob | generate
-    ablate: bool  # also judge every item with another item's context (the goals' control)
-    lengths: str | None  # buckets judged; None: all of them
-
-    @property
-    def label(self) -> str:
-        """Return the run's folder name and key, e.g. `stage2-logprob`."""
-        return f"{self.judge}-{self.verdict}"
-
-
-def judge_runs(settings: ReproSettings) -> list[JudgeRun]:
-    """Return the evaluations that fit the hour.
-
-    Logprob verdicts cover every bucket for all three judges; the context-swap control runs for
-    the untrained and the final judge, whose comparison the goals are about. Generating costs a
-    forward pass per written token, so trained judges generate on `generate_lengths` only and
-    the untrained one on the short bucket, enough to measure its parse failures.
+    `run_eval(step, bench, folder)` judges (the CLI's `longrm eval`, so a printed command and
+    the run it reproduces share one code path). A run whose records ended in errors is left
+    unmarked, so a rerun judges them again.
     """
-    return [
-        JudgeRun("untrained", "logprob", ablate=True, lengths=None),
-        JudgeRun("untrained", "generate", ablate=False, lengths=",".join(SHORT_BUCKETS)),
-        JudgeRun("stage1", "logprob", ablate=False, lengths=None),
-        JudgeRun("stage1", "generate", ablate=False, lengths=settings.generate_lengths),
-        JudgeRun("stage2", "logprob", ablate=True, lengths=None),
-        JudgeRun("stage2", "generate", ablate=False, lengths=settings.generate_lengths),
-    ]
-
-
-@dataclass(frozen=True)
-class Goal:
-    """One of the issue's goals, what was measured, and whether it holds."""
-
-    name: str
-    measured: str
-    met: bool
-
-
-def accuracy_over(
-    results: dict[str, Any], buckets: tuple[str, ...], ablated: bool = False
-) -> float | None:
-    """Return the mean pairwise accuracy over length buckets (context ablated if asked)."""
-    if ablated:
-        block = (results.get("context_ablation") or {}).get("by_length") or {}
-        values = [block[b].get("accuracy_without_context") for b in buckets if b in block]
+    folder, command = step.folder(out), step.command(bench, out)
+    if (took := finished(folder, command)) is not None:
+        log(f"eval {step.label}: reusing {folder}")
+        return took
+    start = time.perf_counter()
+    run_eval(step, bench, folder)
+    seconds = time.perf_counter() - start
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    errors = results.get("errors", 0) + (results.get("context_ablation") or {}).get("errors", 0)
+    if errors:
+        log(f"eval {step.label}: {errors} records ended in an error; rerun to judge them again")
     else:
-        by_length = results["pairwise"]["by_length"]
-        values = [by_length[b] for b in buckets if b in by_length]
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
+        mark(folder, command, seconds)
+    return seconds
 
 
-def _pts(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:+.1f} pts"
+def run_plan(
+    plan: Plan, out: Path, run_eval: Callable[[EvalStep, Path, Path], None], log: Log
+) -> dict[str, float]:
+    """Run every step of the plan in order; return the seconds each took."""
+    times = {step.label: train(step, out, log) for step in plan.train}
+    for step in plan.evals:
+        times[f"eval {step.label}"] = evaluate(step, plan.bench, out, run_eval, log)
+    return times
 
 
-def check_goals(
-    untrained: dict[str, Any], trained: dict[str, Any], trained_generate: dict[str, Any]
-) -> list[Goal]:
-    """Return the issue's goals measured on results.json of the untrained and trained judges
-    (logprob verdicts, context ablated by swapping) and of the trained judge generating.
+# ---------------------------------------------------------------------------------------------
+# The whole track
+
+
+def _model_entry(step: TrainStep, out: Path, seconds: float) -> dict[str, Any]:
+    from longrm.train.model_io import RECORD
+
+    record_path = step.folder(out) / RECORD
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+    return {
+        "label": step.label,
+        "command": step.command(out),
+        "steps": record.get("steps"),
+        "first_loss": _loss(record.get("first_loss")),
+        "final_loss": _loss(record.get("final_loss")),
+        "rows": (record.get("data") or {}).get("rows"),
+        "minutes": round(seconds / 60, 1),
+    }
+
+
+def reproduce_track(
+    track: Track,
+    out: Path,
+    model: str,
+    tokenizer: PreTrainedTokenizerBase,
+    run_eval: Callable[[EvalStep, Path, Path], None],
+    log: Log,
+    costs: Costs | None = None,
+    ci: IntervalSettings | None = None,
+) -> dict[str, Any]:
+    """Run a track end to end (each finished step reused) and write out/reproduce.md, its JSON
+    twin and out/report (the standard results table and plot of every run); return the report.
     """
-    long_gain = _diff(accuracy_over(trained, LONG_BUCKETS), accuracy_over(untrained, LONG_BUCKETS))
-    short_change = _diff(
-        accuracy_over(trained, SHORT_BUCKETS), accuracy_over(untrained, SHORT_BUCKETS)
-    )
-    blind_gain = _diff(
-        accuracy_over(trained, LONG_BUCKETS, ablated=True),
-        accuracy_over(untrained, LONG_BUCKETS, ablated=True),
-    )
-    blind = "not run for this judge" if "context_ablation" not in trained else _pts(blind_gain)
-    failures = trained_generate.get("parse_failure_rate")
-    errors = trained_generate.get("error_rate") or 0.0
-    return [
-        Goal("accuracy gain at 1K-4K >= 15 pts", _pts(long_gain),
-             long_gain is not None and long_gain >= 0.15),
-        Goal("parse failures when generating < 5%",
-             "n/a" if failures is None else f"{100 * failures:.1f}% (errors {100 * errors:.1f}%)",
-             failures is not None and failures < 0.05 and errors == 0),
-        Goal("short (512) accuracy drops <= 2 pts", _pts(short_change),
-             short_change is not None and short_change >= -0.02),
-        Goal("gain disappears with the context swapped (<= 5 pts)", blind,
-             blind_gain is not None and long_gain is not None and blind_gain <= 0.05),
-    ]  # fmt: skip
+    from longrm.evaluate.report import write_report
 
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+    ci = ci or IntervalSettings()
+    estimate = minutes(track.estimate(costs or Costs()))
+    log(estimate_line(estimate))
+    start = time.perf_counter()
+    data = prepare_data(track, tokenizer, out, log)
+    times = {"data": time.perf_counter() - start}
+    plan = track.plan(out, model)
+    times.update(run_plan(plan, out, run_eval, log))
+    runs = {s.label: RunRecords.read(s.folder(out)) for s in plan.evals}
+    took = minutes(times)
+    report = build_report(
+        track=track.name,
+        rows=track.rows(plan),
+        comparisons=track.comparisons(plan),
+        goals=track.goals(runs),
+        runs=runs,
+        names={s.label: s.name for s in plan.evals},
+        commands={s.label: s.command(plan.bench, out) for s in plan.evals},
+        ci=ci,
+        extra={
+            "summary": track.summary,
+            "settings": track.settings(),
+            "model": model,
+            "data": data,
+            "data_line": data.get("description", ""),
+            "models": [_model_entry(s, out, times[s.label]) for s in plan.train],
+            "estimate_minutes": estimate,
+            "minutes": took,
+            "time_line": (
+                f"{estimate_line(estimate)}; took {took['total']:g} min here (minutes, "
+                "reused steps counted as first run: "
+                + ", ".join(f"{k} {v:g}" for k, v in took.items() if k != "total")
+                + ")"
+            ),
+        },
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reproduce.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "reproduce.md").write_text(markdown(report), encoding="utf-8")
+    write_report([s.folder(out) for s in plan.evals], out / "report", [s.name for s in plan.evals])
+    return report

@@ -1,0 +1,112 @@
+"""How long a reproduction takes, estimated before it starts from figures measured here.
+
+A track that runs for hours on two cores is not one anybody reruns, so every size is a flag and
+the estimate is printed first: a reader can shrink a run before paying for it. The figures are
+the 135M default model's on this 2-core machine, idle; a busy machine takes longer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from longrm.bench.construct import parse_lengths
+
+#: the builder sizes a prompt to 80-95% of its bucket (`bench.construct.build_suite`)
+PROMPT_SHARE = 0.875
+#: tokens a scalar or likelihood sequence adds to the item's prompt: chat template and answer
+SEQUENCE_EXTRA = 65
+#: tokens the judge's prompt adds: the judging instructions and both answers
+JUDGE_EXTRA = 260
+#: a prompt whose context was emptied: the question, the template and the answer(s)
+EMPTY_PROMPT = 120
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per unit of work, measured with the default model on 2 idle CPU cores.
+
+    - training (DisRM, LoRA r 16, no activation checkpointing): 2.4 s per pair at 384-512
+      tokens, two sequences of about 485 tokens; other lengths and the judge stages are taken
+      as proportional to the tokens trained on (the judge stages also train LoRA adapters);
+    - a forward pass: 5 s at 2K tokens, 30 s at 8K, fitted by a + b t + c t^2 through those
+      and 0 (the attention's quadratic term shows at 8K);
+    - generating: 55 tokens/s.
+
+    With the prefix cache a pair costs one pass over its prompt in both display orders (the
+    answers follow the shared context; measured by tokens computed), so an evaluated pair costs
+    about one forward pass of its prompt.
+    """
+
+    train_pair_s: float = 2.4
+    train_pair_tokens: int = 2 * (int(PROMPT_SHARE * 480) + SEQUENCE_EXTRA)
+    forward_2k_s: float = 5.0
+    forward_8k_s: float = 30.0
+    generate_tokens_per_s: float = 55.0
+
+    def forward_s(self, tokens: float) -> float:
+        """Return the seconds of one forward pass over `tokens` tokens (b t + c t^2, t in 2K
+        units, through 2K -> forward_2k_s and 8K -> forward_8k_s)."""
+        t = tokens / 2048
+        c = (self.forward_8k_s - 4 * self.forward_2k_s) / 12
+        b = self.forward_2k_s - c
+        return b * t + c * t * t
+
+    def train_s(self, tokens: float) -> float:
+        """Return the seconds of training on `tokens` tokens (forward and backward)."""
+        return tokens * self.train_pair_s / self.train_pair_tokens
+
+
+def prompt_tokens(bucket: str) -> float:
+    """Return the typical prompt length of a built item of a length bucket ("1k" -> 896)."""
+    return PROMPT_SHARE * parse_lengths(bucket)[0][1]
+
+
+def eval_s(
+    costs: Costs,
+    buckets: Iterable[str],
+    pairs_per_bucket: int,
+    extra: int,
+    controls: Iterable[str] = (),
+    generate_tokens: int = 0,
+) -> float:
+    """Return the seconds of judging `pairs_per_bucket` pairs in each bucket in both orders: one
+    forward pass of each prompt (`extra` tokens on top of the item's), one more per ablation
+    control (an emptied context costs a short prompt), and `generate_tokens` per record written
+    by a generating judge (its cap: an upper bound)."""
+    wanted = list(controls)
+    total = 0.0
+    for bucket in buckets:
+        per_pair = costs.forward_s(prompt_tokens(bucket) + extra)
+        for control in wanted:
+            tokens = EMPTY_PROMPT + extra if control == "empty" else prompt_tokens(bucket) + extra
+            per_pair += costs.forward_s(tokens)
+        per_pair += 2 * generate_tokens / costs.generate_tokens_per_s * (1 + len(wanted))
+        total += pairs_per_bucket * per_pair
+    return total
+
+
+def train_s(costs: Costs, pairs_by_bucket: dict[str, int], extra: int, rows_per_pair: int) -> float:
+    """Return the seconds of one training stage: `rows_per_pair` sequences of (prompt + `extra`)
+    tokens per pair (2 for a DisRM pair, chosen and rejected; 2 for a judge, both orders)."""
+    return sum(
+        n * rows_per_pair * costs.train_s(prompt_tokens(b) + extra)
+        for b, n in pairs_by_bucket.items()
+    )
+
+
+def minutes(seconds: dict[str, float]) -> dict[str, float]:
+    """Return each step's estimate in minutes (one decimal) and their `total`."""
+    out = {k: round(v / 60, 1) for k, v in seconds.items()}
+    out["total"] = round(sum(seconds.values()) / 60, 1)
+    return out
+
+
+def estimate_line(estimate: dict[str, float]) -> str:
+    """Return "estimated 58 min for the default model on 2 idle cores (minutes: data 0.2,
+    ...)"."""
+    steps = ", ".join(f"{k} {v:g}" for k, v in estimate.items() if k != "total")
+    return (
+        f"estimated {estimate['total']:.0f} min for the default model on 2 idle cores "
+        f"(minutes: {steps})"
+    )
