@@ -30,6 +30,7 @@ from longrm.cli import app
 from longrm.items import BEST_OF_N, PAIRWISE, Item, write_items
 
 LEARNED = {c.name for c in learned_controls()}
+PROBE = "trained blind probe"
 # Eleven controls (five mirrored pairs) look at a clean suite at once: at a 95% level one of them
 # excludes 50% now and then by chance; at 99% that is rare enough for a fixed-seed guard.
 STRICT_LEVEL = 0.99
@@ -275,6 +276,35 @@ def test_cli_with_a_model_adds_the_reference_and_both_ablations(
     assert [r["minus"] for r in data["reliance"]] == [c["name"] for c in scored[1:]]
     with_context = scored[0]["accuracy"]
     assert data["reliance"][0]["difference"] == pytest.approx(with_context - scored[1]["accuracy"])
+
+
+def test_cli_trained_probe_cross_fitted_and_from_another_benchmark(
+    suite: list[Item], tokenizer: Any, tiny_causal: str, tmp_path: Path
+) -> None:
+    bench, other, out = tmp_path / "bench", tmp_path / "other", str(tmp_path / "audit.json")
+    write_items([i for i in suite if i.length_bucket == "512"][:8], bench)
+    probe = ["--trained-probe", "--probe-model", tiny_causal, "--probe-epochs", "1"]
+    _run("bench", "audit", str(bench), *probe, "--probe-dir", str(tmp_path / "cf"), "--json", out)
+    crossfit = next(c for c in json.loads(Path(out).read_text())["controls"] if c["name"] == PROBE)
+    assert crossfit["n"] == 8 and crossfit["notes"][-1] == "cross-fitted over 2 folds of items"
+    assert sorted(p.name for p in (tmp_path / "cf").iterdir()) == ["probe-fold0", "probe-fold1"]
+
+    other_items = build_suite(
+        tokenizer, lengths="512", items_per_cell=2, formats=("pairwise",), seed=909
+    )
+    write_items(other_items, other)
+    args = [*probe, "--probe-train", str(other), "--probe-dir", str(tmp_path / "pt")]
+    _run("bench", "audit", str(bench), *args, "--json", out)
+    data = json.loads(Path(out).read_text())
+    probe_result = next(c for c in data["controls"] if c["name"] == PROBE)
+    assert probe_result["blind"] and probe_result["n"] == 8
+    assert "trained on 8 pairs of another benchmark" in probe_result["notes"][0]
+    again = _run("bench", "audit", str(bench), *args)  # the trained probe is reused
+    assert "reusing the blind probe" in again
+    # A training benchmark that holds the audited pairs is refused, not silently used.
+    _run("bench", "audit", str(bench), *probe, "--probe-train", str(bench), "--json", out)
+    refused = next(c for c in json.loads(Path(out).read_text())["controls"] if c["name"] == PROBE)
+    assert "holds 8 of the audited pairs" in refused["unavailable"]
 
 
 @pytest.mark.skipif(not RELEASE.exists(), reason="the release sample rows are not on this machine")

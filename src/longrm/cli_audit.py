@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from longrm.bench.audit import AuditResult
     from longrm.bench.controls import Control, ModelControl
     from longrm.bench.pairs import BestOfN
+    from longrm.bench.probe import ProbeSettings
 
 MODEL_KINDS = ("likelihood", "scalar")
 
@@ -85,6 +86,38 @@ def breakdown_table(result: AuditResult, by: str) -> Table:
     return table
 
 
+def _probe_control(
+    train: Path | None, work: Path | None, settings: ProbeSettings, folds: int, seed: int
+) -> Control:
+    """Return the trained blind probe, trained on `train`'s pairs or cross-fitted."""
+    import tempfile
+
+    from longrm.bench.pairs import item_pairs
+    from longrm.bench.probe import TrainedProbeControl
+    from longrm.bench.release_items import load_audit_items
+    from longrm.items import ItemError
+
+    if settings.epochs <= 0:
+        raise fail(f"--probe-epochs: must be positive, got {settings.epochs}")
+    if folds < 2:
+        raise fail(f"--probe-folds: at least 2, got {folds}")
+    train_pairs = None
+    if train is not None:
+        try:
+            train_pairs = item_pairs(load_audit_items(train, False).items).pairs
+        except (ItemError, FileNotFoundError) as err:
+            raise fail(f"--probe-train: {err}") from None
+    folder = work if work is not None else Path(tempfile.mkdtemp(prefix="longrm-probe-"))
+    return TrainedProbeControl(
+        folder,
+        settings,
+        train_pairs=train_pairs,
+        folds=folds,
+        seed=seed,
+        log=lambda line: err_console.print(line),
+    )
+
+
 def bench_audit_command(
     bench: Annotated[
         Path,
@@ -123,6 +156,31 @@ def bench_audit_command(
         str, typer.Option(help="--model's kind: likelihood | scalar (models that score).")
     ] = "likelihood",
     max_length: MaxLengthOpt = None,
+    trained_probe: Annotated[
+        bool,
+        typer.Option(
+            help="Also fine-tune the default model (LoRA scalar head) on pairs with the context "
+            "emptied and judge held-out pairs the same way: a blind scorer that finds cues no "
+            "heuristic names. Cross-fitted over BENCH's items unless --probe-train is given. "
+            "About 2.5 s per training pair and epoch on 2 CPU cores."
+        ),
+    ] = False,
+    probe_train: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train the probe on this benchmark instead (e.g. another seed's built "
+            "suite); it must share no pair with BENCH."
+        ),
+    ] = None,
+    probe_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the probe's models go (reused when rerun); default: a temp dir."),
+    ] = None,
+    probe_model: Annotated[
+        str, typer.Option(help="The model the probe fine-tunes ('default', HF id or folder).")
+    ] = "default",
+    probe_epochs: Annotated[float, typer.Option(help="Passes over the probe's pairs.")] = 2.0,
+    probe_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the probe.")] = 2,
     ci_level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write every number and outcome here.")
@@ -134,12 +192,14 @@ def bench_audit_command(
         bool, typer.Option(help="Skip bad rows (counted) instead of stopping.")
     ] = False,
 ) -> None:
-    """Run context-blind controls (length, words, question overlap, bag-of-words classifiers,
-    optionally a model without the context) on a benchmark's pairs and say whether any beats
+    """Run context-blind controls (length, words, numbers, question overlap, bag-of-words
+    classifiers, optionally a model without the context and a trained blind probe) on a
+    benchmark's pairs and say whether any beats
     chance: a benchmark whose labels need the context keeps them all at 50%.
     """
     from longrm.bench.audit import default_controls, run_audit
     from longrm.bench.pairs import GROUP_FIELDS, item_pairs
+    from longrm.bench.probe import ProbeSettings
     from longrm.bench.release_items import ReleaseLoad, load_audit_items
     from longrm.evaluate.intervals import z_value
     from longrm.items import ItemError
@@ -176,6 +236,9 @@ def bench_audit_command(
     console.print(f"{bench}: {len(pairs.pairs)} pairs from {pairs.n_items} items{skipped}")
 
     controls: list[Control] = list(default_controls(folds, seed))
+    if trained_probe or probe_train is not None:
+        settings = ProbeSettings(model=probe_model, epochs=probe_epochs, seed=seed)
+        controls.append(_probe_control(probe_train, probe_dir, settings, probe_folds, seed))
     scored: list[ModelControl] = []
     rm = None
     if model is not None:
