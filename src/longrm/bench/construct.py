@@ -233,14 +233,9 @@ def _choose(
         depth=(depth_bin + rng.uniform(0.1, 0.9)) / _DEPTH_BINS,
         wrong_kind=WRONG_KINDS[combo // len(WORDINGS)],
         hops=2 + _turn(turns, family, "hops") % 3,
-        right_larger=_right_larger(_turn(turns, family, "larger") + offset),
+        right_larger=(turn + turn // len(sets)) % 2 == 0,
     )
     return tiers, WORDINGS[combo % len(WORDINGS)], choice
-
-
-def _right_larger(turn: int) -> tuple[bool, bool]:
-    """Return the turn's (main, side) value order: the four combinations in turn."""
-    return (turn % 2 == 0, turn // 2 % 2 == 0)
 
 
 def _values(plan: Plan, tier: str) -> tuple[str, str]:

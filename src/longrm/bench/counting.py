@@ -4,11 +4,12 @@ Event x (the one asked about) is mentioned k times, its look-alike y d times and
 e times, spread through the context. The main claim gives the count of x (k, or W: d when
 contradicted, a fresh number when invented); the side claim gives the count of z (e, or a fresh
 number F). The five numbers are distinct draws from one range, assigned to their roles at random,
-so no number's size or digit count hints at its role; counts are always written as digits. Which
-of k and W (and of e and F) is the larger follows `choice.right_larger`, which the suite cycles:
-a language model prefers small numbers whatever the context says (the default model's likelihood
-judged counting pairs alike with the context and without it), and a suite whose right counts
-happened to be larger put that prior below chance (31% on 32 pairs).
+so no number's size or digit count hints at its role; counts are always written as digits. Whether
+k and e are the larger of (k, W) and (e, F) follows `choice.right_larger`, which the suite cycles
+so that in every tier pair the better answer holds the larger numbers half the time: a language
+model prefers small numbers whatever the context says (the default model's likelihood judged 27
+of 32 counting pairs alike with the context and without it), and where the better answers
+happened to hold the larger counts, that prior sat below chance (31% on 32 pairs).
 """
 
 from __future__ import annotations
@@ -89,14 +90,13 @@ def plan(rng: random.Random, choice: Choice) -> Plan:
     phrase, mentions, question, templates = rng.choice(EVENTS)
     x, y, z = words.name(), words.name(), words.name()
     k, d, e, fresh, f = rng.sample(range(2, max_count(choice.size) + 1), 5)
-    main_larger, side_larger = choice.right_larger
     if choice.wrong_kind == "contradicted":
-        k, d = _ordered(k, d, main_larger)
+        k, d = _ordered(k, d, choice.right_larger)
         w = d
     else:
-        k, fresh = _ordered(k, fresh, main_larger)
+        k, fresh = _ordered(k, fresh, choice.right_larger)
         w = fresh
-    e, f = _ordered(e, f, side_larger)
+    e, f = _ordered(e, f, choice.right_larger)
     depths = sorted(spread(rng, k))
     facts = [Fact(rng.choice(mentions).format(name=x), 0, pos) for pos in depths]
     facts += [Fact(rng.choice(mentions).format(name=y), 0, pos) for pos in spread(rng, d)]

@@ -59,10 +59,11 @@ class Choice:
     depth: float
     wrong_kind: str
     hops: int
-    #: (main, side): whether the right value is the larger of the right and the wrong one, for
-    #: families whose values are numbers; cycled so that a scorer preferring small (or large)
-    #: numbers, as a language model's prior does, gains nothing in any suite
-    right_larger: tuple[bool, bool] = (True, True)
+    #: whether right values are the larger of a right and a wrong one (main and side claim), for
+    #: families whose values are numbers; cycled so that in every tier pair the better answer
+    #: holds the larger numbers half the time, and a scorer preferring small (or large) numbers,
+    #: as a language model's prior does, gains nothing
+    right_larger: bool = True
 
 
 # A family's planner: the item's seeded RNG and choices in, the plan out.
