@@ -8,8 +8,8 @@ so no number's size or digit count hints at its role; counts are always written 
 k and e are the larger of (k, W) and (e, F) follows `choice.right_larger`, which the suite cycles
 so that in every tier pair the better answer holds the larger numbers half the time: a language
 model prefers small numbers whatever the context says (the default model's likelihood judged 27
-of 32 counting pairs alike with the context and without it), and where the better answers
-happened to hold the larger counts, that prior sat below chance (31% on 32 pairs).
+of 32 counting pairs alike with the context and without it), so a suite whose better answers
+happened to hold the larger counts would score that prior below chance.
 """
 
 from __future__ import annotations
