@@ -4,7 +4,7 @@ The probe (longrm.bench.probe) is the default model with a LoRA scalar head fine
 whose context was emptied. On a builder whose labels need the context it stays at chance for every
 family, length bucket, tier pair and wording subtype; this prints each with its 95% Wilson
 interval and writes them to benchmarks/results/blind_probe.json. The defaults (512 training pairs,
-768 test pairs: 48 per family and bucket) take about 30 minutes on two idle cores.
+768 test pairs: 48 per family and bucket) take about 15 minutes on two idle cores.
 
     python benchmarks/blind_probe.py
     python benchmarks/blind_probe.py --train-per-cell 8 --test-per-cell 4 --epochs 1  # quick
