@@ -16,6 +16,9 @@ import typer
 from longrm.cli_audit import bench_audit_command
 from longrm.cli_common import (
     AttnOpt,
+    BootstrapOpt,
+    CiLevelOpt,
+    CiSeedOpt,
     ConcurrencyOpt,
     DtypeOpt,
     KindOpt,
@@ -207,19 +210,6 @@ def _bench_hash(items: list[Item]) -> str:
     for item in items:
         digest.update(json.dumps(item_to_row(item), sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
-
-
-CiLevelOpt = Annotated[
-    float, typer.Option(help="Confidence level of every interval (accuracies, differences).")
-]
-BootstrapOpt = Annotated[
-    int,
-    typer.Option(
-        help="Bootstrap resamples of items per interval (0: Wilson intervals only, none for "
-        "differences)."
-    ),
-]
-CiSeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")]
 
 
 def _intervals(level: float, n_resamples: int, seed: int) -> IntervalSettings:

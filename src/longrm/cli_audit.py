@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from longrm.cli_common import (
+    CiLevelOpt,
     MaxLengthOpt,
     RunProgress,
     console,
@@ -181,7 +182,7 @@ def bench_audit_command(
     ] = "default",
     probe_epochs: Annotated[float, typer.Option(help="Passes over the probe's pairs.")] = 2.0,
     probe_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the probe.")] = 2,
-    ci_level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    ci_level: CiLevelOpt = 0.95,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write every number and outcome here.")
     ] = None,

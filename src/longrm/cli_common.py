@@ -57,6 +57,20 @@ ThinkingOpt = Annotated[
         "before the verdict; off by default, as the authors judge."
     ),
 ]
+# The interval flags that `eval`, `report` and `bench audit` share.
+CiLevelOpt = Annotated[
+    float, typer.Option(help="Confidence level of every interval (accuracies, differences).")
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        help="Bootstrap resamples of items per interval (0: Wilson intervals only, none for "
+        "differences)."
+    ),
+]
+CiSeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")]
+
+
 MaxLengthOpt = Annotated[
     int | None,
     typer.Option(
