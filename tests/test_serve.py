@@ -56,7 +56,7 @@ class ServeProcess:
         with log.open("wb") as fh:
             self.process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 120.0) -> str:
+    def wait_ready(self, timeout: float = 300.0) -> str:
         """Return the URL once /health answers; fail with the log if the server died."""
         deadline = time.monotonic() + timeout
         while True:
@@ -193,13 +193,21 @@ def test_get_reward_contract(scalar_url: str, scalar_rm: RewardModel, tokenizer:
     with_prompts = _post(
         scalar_url, "/get_reward", {"query": queries, "prompts": prompts, "labels": ["a"] * 3}
     ).json()
-    assert set(with_prompts) == {"rewards", "scores", "extra_logs"}
+    assert set(with_prompts) == {"rewards", "scores", "extra_logs", "splits"}
     assert with_prompts["rewards"] == pytest.approx(expected, abs=1e-4)
     assert with_prompts["scores"] == with_prompts["rewards"]
-    assert with_prompts["extra_logs"] == {"scored": [1.0, 1.0, 1.0]}
+    # read with the reward model's own template (code 2), cut at the prompt
+    assert with_prompts["extra_logs"] == {
+        "scored": [1.0] * 3, "split_family": [2.0] * 3, "split_at_prompt": [1.0] * 3,
+        "reasoning_removed": [0.0] * 3,
+    }  # fmt: skip
+    assert with_prompts["splits"][0] == {
+        "template": "reward_model", "at": "prompt", "turns": 1, "reasoning_removed": False
+    }  # fmt: skip
     # without prompts the split comes from the chat template: same rewards
     alone = _post(scalar_url, "/get_reward", {"query": queries}).json()
     assert alone["rewards"] == pytest.approx(expected, abs=1e-4)
+    assert alone["extra_logs"]["split_at_prompt"] == [0.0] * 3
     # a prompt without template markup is one user turn
     plain = _post(scalar_url, "/get_reward", {"query": ["2+2? 4"], "prompts": ["2+2? "]}).json()
     assert plain["rewards"][0] == pytest.approx(
@@ -212,6 +220,8 @@ def test_get_reward_bad_queries_are_named(scalar_url: str) -> None:
     assert "give one prompt per query" in _error(mismatch, 422)["message"]
     broken = "<|im_start|>user\nno end of turn"
     error = _error(_post(scalar_url, "/get_reward", {"query": ["x", broken + "r"]}), 422)
+    assert error["param"] == "query[0]" and "--policy-template" in error["message"]
+    error = _error(_post(scalar_url, "/get_reward", {"query": [broken + "r"]}), 422)
     assert error["param"] == "query[0]"
 
 
@@ -500,7 +510,8 @@ def _wait_for(url: str, **state: Any) -> None:
 
 def test_full_queue_answers_429() -> None:
     model = GateModel()
-    with serve_in_thread(model, queue_size=1, max_batch=1) as url, ThreadPoolExecutor(2) as pool:
+    settings = {"queue_size": 1, "max_batch": 1, "queue_wait": 0.0}
+    with serve_in_thread(model, **settings) as url, ThreadPoolExecutor(2) as pool:
         first = pool.submit(_post, url, "/v1/score", {"prompt": "q", "responses": ["first"]})
         _wait_for(url, busy=True, queue_depth=0)  # the worker holds the first request
         second = pool.submit(_post, url, "/v1/score", {"prompt": "q", "responses": ["second"]})
@@ -584,19 +595,58 @@ def test_a_full_batcher_refuses_work() -> None:
     full.close()
 
 
-def test_get_reward_gives_rl_trainers_a_number_where_the_judge_gave_none(tiny_causal: str) -> None:
+def test_rl_endpoints_give_a_number_where_the_judge_gave_none(tiny_causal: str) -> None:
     """A generating judge that writes no [Score: n] (a random model never does) has no reward:
-    null by default, `--unscored-reward` when an RL trainer needs a number; extra_logs marks it.
+    null by default, `--unscored-reward` on every RL endpoint (OpenRLHF's /get_reward, verl's
+    /classify, slime's /slime/reward) when a trainer needs a number; extra_logs marks it.
     """
     judge = load_reward_model(tiny_causal, RewardModelOptions(kind="judge", max_new_tokens=4))
     body = {"query": ["2+2? 4"], "prompts": ["2+2? "]}
+    templated = "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n"
+    classify = {"input": templated, "use_activation": False}
+    slime = {"prompt": "2+2? ", "response": "4", "label": None}
     try:
         with serve_in_thread(judge, kind="judge") as url:
             plain = _post(url, "/get_reward", body).json()
+            assert _post(url, "/classify", classify).json()["data"][0]["probs"] == [None]
+            assert _post(url, "/slime/reward", slime).json() is None
         with serve_in_thread(judge, kind="judge", unscored_reward=-1.0) as url:
             filled = _post(url, "/get_reward", body).json()
+            assert _post(url, "/classify", classify).json()["data"][0]["probs"] == [-1.0]
+            squashed = _post(url, "/classify", {"input": templated}).json()["data"][0]["probs"]
+            assert squashed == pytest.approx([1 / (1 + math.exp(1.0))])
+            assert _post(url, "/slime/reward", slime).json() == -1.0
+            keyed = _post(url, "/slime/reward?object=true", slime).json()
+            assert keyed == {"reward": -1.0}
+            # /v1/score stays the model's own answer: no score is null
+            assert _post(url, "/v1/score", {"prompt": "2+2?", "responses": ["4"]}).json()[
+                "scores"
+            ] == [None]
     finally:
         judge.close()
-    assert plain["rewards"] == [None] and plain["extra_logs"] == {"scored": [0.0]}
+    assert plain["rewards"] == [None] and plain["extra_logs"]["scored"] == [0.0]
     assert filled["rewards"] == filled["scores"] == [-1.0]
-    assert filled["extra_logs"] == {"scored": [0.0]}
+    assert filled["extra_logs"]["scored"] == [0.0]
+
+
+def test_a_withdrawn_request_frees_its_place_at_once() -> None:
+    model = GateModel()
+    freed: list[int] = []
+    batcher = Batcher(model, queue_size=1, max_batch=1, on_free=lambda: freed.append(1))
+    held = batcher.submit([Unit("", lambda m: m.score([], "held")), Unit("", lambda m: 9)])
+    while not batcher.busy:
+        time.sleep(0.01)
+    queued = batcher.submit([Unit("", lambda m: m.score([], "queued"))])
+    with pytest.raises(QueueFullError):
+        batcher.submit([Unit("", lambda m: 1)])
+    before = len(freed)
+    batcher.withdraw(queued)
+    assert queued.cancelled() and batcher.depth == 0 and len(freed) == before + 1
+    after = batcher.submit([Unit("", lambda m: m.score([], "after"))])  # the place is free
+    batcher.withdraw(held)  # running: its second call is skipped
+    model.gate.set()
+    with pytest.raises(RuntimeError, match="withdrawn"):
+        held.result(timeout=10)
+    assert after.result(timeout=10) == [5.0]
+    assert model.calls == ["held", "after"]
+    batcher.close()

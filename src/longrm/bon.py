@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from longrm.conversation import PromptInput
 from longrm.items import ItemError, Messages, iter_jsonl, validate_row
 from longrm.rm.base import RewardModel
-from longrm.serve.schemas import PromptRequest
 
 
-class RolloutRow(PromptRequest):
+class RolloutRow(PromptInput):
     """One prompt and its rollouts: `messages` (chat turns) or `prompt` (text), `responses`."""
 
     model_config = ConfigDict(extra="allow")

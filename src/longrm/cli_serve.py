@@ -31,6 +31,7 @@ from longrm.cli_common import (
     fail,
     reward_model_options,
 )
+from longrm.serve import DEFAULT_QUEUE_WAIT, DEFAULT_REQUEST_TIMEOUT
 
 MaxNewTokensOpt = Annotated[
     int,
@@ -61,8 +62,18 @@ def serve_command(
         str | None, typer.Option(help="Model name in responses and /v1/models (default: --model).")
     ] = None,
     queue_size: Annotated[
-        int, typer.Option(help="Requests that may wait for the model; more get 429.")
+        int,
+        typer.Option(
+            help="Requests that may wait for the model; more wait for a place (--queue-wait)."
+        ),
     ] = 64,
+    queue_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a request that finds the queue full waits for a place before a 429 "
+            "(verl fails its reward step on any 4xx, so a burst should wait, not be refused)."
+        ),
+    ] = DEFAULT_QUEUE_WAIT,
     max_batch: Annotated[
         int, typer.Option(help="Requests the worker takes from the queue at once.")
     ] = 16,
@@ -70,8 +81,13 @@ def serve_command(
         float, typer.Option(help="How long an idle worker waits for requests arriving together.")
     ] = 5.0,
     request_timeout: Annotated[
-        float, typer.Option(help="Seconds a request may wait and run before a 504.")
-    ] = 600.0,
+        float,
+        typer.Option(
+            help="Seconds from a request's arrival (queue wait included) to its answer, else a "
+            "504. Below the RL frameworks' shortest client timeout (slime: 120 s), so the client "
+            "sees the 504 and retries cleanly instead of giving up while its work still runs."
+        ),
+    ] = DEFAULT_REQUEST_TIMEOUT,
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest request body accepted (413 above).")
     ] = 32 * 1024 * 1024,
@@ -81,8 +97,19 @@ def serve_command(
     unscored_reward: Annotated[
         float | None,
         typer.Option(
-            help="/get_reward's reward where the model gave none (a judge's unparseable verdict): "
-            "RL trainers need a number; default null. extra_logs.scored marks them 0."
+            help="The RL endpoints' reward (/get_reward, /classify, /slime/reward) where the "
+            "model gave none (a judge's unparseable verdict): RL trainers need a number; default "
+            "null. /get_reward's extra_logs.scored marks them 0."
+        ),
+    ] = None,
+    policy_template: Annotated[
+        str | None,
+        typer.Option(
+            help="The policy's tokenizer (a folder or HF id) whose chat template rendered the "
+            "texts RL frameworks send: its markers split prompt from response. Without it the "
+            "common template families are recognised (ChatML, Llama 3, Gemma, Mistral, Phi, "
+            "DeepSeek).",
+            metavar="MODEL_OR_FOLDER",
         ),
     ] = None,
     verdict: VerdictOpt = "generate",
@@ -102,15 +129,24 @@ def serve_command(
     openai_params: OpenAIParamsOpt = None,
 ) -> None:
     """Serve a reward model over HTTP: score, compare, rank, OpenRLHF's /get_reward, vLLM's
-    /classify, OpenAI chat completions, /health and Prometheus /metrics.
+    /classify, slime's /slime/reward, OpenAI chat completions, /health and Prometheus /metrics.
     """
     import uvicorn
 
     from longrm.rm.load import load_reward_model, resolve_kind
-    from longrm.serve.app import ServeSettings, create_app
+    from longrm.serve.app import ServeSettings, create_app, endpoints
+    from longrm.serve.service import load_policy_tokenizer
 
     if min(queue_size, max_batch, max_body_bytes, max_request_tokens) < 1:
         raise fail("--queue-size, --max-batch, --max-body-bytes, --max-request-tokens must be >= 1")
+    if not request_timeout > 0 or not 0 <= queue_wait < request_timeout:
+        raise fail("--request-timeout must be > 0 and --queue-wait between 0 and it")
+    policy_tokenizer = None
+    if policy_template:
+        try:
+            policy_tokenizer = load_policy_tokenizer(policy_template)
+        except (ValueError, OSError) as err:
+            raise fail(f"--policy-template {policy_template}: {err}") from None
     try:
         resolved = resolve_kind(model, kind)
         options = reward_model_options(
@@ -130,17 +166,28 @@ def serve_command(
         max_body_bytes=max_body_bytes,
         max_request_tokens=max_request_tokens,
         queue_size=queue_size,
+        queue_wait=queue_wait,
         max_batch=max_batch,
         batch_wait=batch_wait_ms / 1000,
         request_timeout=request_timeout,
         max_new_tokens=max_new_tokens,
         unscored_reward=unscored_reward,
+        policy_template=policy_template,
     )
-    app = create_app(rm, settings)
+    try:
+        app = create_app(rm, settings, policy_tokenizer)
+    except ValueError as err:
+        rm.close()
+        raise fail(str(err)) from None
+    if unscored_reward is None and resolved not in ("scalar", "likelihood"):
+        err_console.print(
+            "[yellow]a judge may give no reward: RL trainers (OpenRLHF, slime, verl) need a "
+            "number, set --unscored-reward[/]"
+        )
     err_console.print(
         f"serving {model} ({resolved}, loaded in {time.perf_counter() - start:.1f} s) on "
-        f"http://{host}:{port}: /v1/score /v1/compare /v1/rank /get_reward /classify "
-        f"/v1/chat/completions /health /metrics; auth {'on' if settings.api_key else 'off'}"
+        f"http://{host}:{port}: {' '.join(endpoints())}; auth "
+        f"{'on' if settings.api_key else 'off'}"
     )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -4,14 +4,16 @@ In-process models are not thread-safe, so only the worker touches them. Whatever
 the worker comes free (up to `max_batch` requests, after waiting `batch_wait` seconds for
 requests arriving together) is run as one batch, its units ordered by prompt: units sharing a
 prompt then run back to back, and the prefix cache encodes that prompt once for all of them.
-The queue is bounded; a full queue refuses new requests instead of growing a backlog.
+The queue is bounded; a full queue refuses new requests instead of growing a backlog. A request
+withdrawn while it waits (its client left or timed out) gives its place back at once; one
+withdrawn while it runs stops before its next model call.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,12 +40,14 @@ class Job:
 
     units: Sequence[Unit]
     future: Future[list[Any]] = field(default_factory=Future)
+    withdrawn: threading.Event = field(default_factory=threading.Event)
 
 
 class Batcher:
     """Runs jobs on a worker thread, batching what is queued together.
 
-    `on_batch(n_units)` is called per batch (for the batch-size metric). Models that can take
+    `on_batch(n_units)` is called per batch (for the batch-size metric), `on_free()` whenever a
+    queue place comes free (from the worker thread or the withdrawing one). Models that can take
     several calls at once (`max_concurrency` > 1, remote servers) get a thread pool that size.
     """
 
@@ -54,14 +58,20 @@ class Batcher:
         max_batch: int = 16,
         batch_wait: float = 0.005,
         on_batch: Callable[[int], None] | None = None,
+        on_free: Callable[[], None] | None = None,
     ) -> None:
         if queue_size < 1 or max_batch < 1:
             raise ValueError("queue_size and max_batch must be at least 1")
         self.model = model
+        self.queue_size = queue_size
         self.max_batch = max_batch
         self.batch_wait = batch_wait
         self.on_batch = on_batch
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self.on_free = on_free
+        self._queue: deque[Job] = deque()
+        self._running: list[Job] = []
+        self._cond = threading.Condition()
+        self._closed = False
         self._busy = threading.Event()
         workers = max(1, int(getattr(model, "max_concurrency", 1)))
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -71,7 +81,7 @@ class Batcher:
     @property
     def depth(self) -> int:
         """Return how many requests wait in the queue."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     @property
     def busy(self) -> bool:
@@ -81,42 +91,65 @@ class Batcher:
     def submit(self, units: Sequence[Unit]) -> Future[list[Any]]:
         """Queue a request's units; raise QueueFullError when the queue is full."""
         job = Job(units)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError("the request queue is full") from None
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            if len(self._queue) >= self.queue_size:
+                raise QueueFullError("the request queue is full")
+            self._queue.append(job)
+            self._cond.notify_all()
         return job.future
+
+    def withdraw(self, future: Future[list[Any]]) -> None:
+        """Withdraw the request of `future`: out of the queue (its place is free at once) and
+        cancelled, or, when it already runs, stopped before its next model call.
+        """
+        freed = False
+        with self._cond:
+            for job in (*self._queue, *self._running):
+                if job.future is future:
+                    job.withdrawn.set()
+                    if job in self._queue:
+                        self._queue.remove(job)
+                        job.future.cancel()
+                        freed = True
+                    break
+        if freed:
+            self._freed()
 
     def close(self) -> None:
         """Stop the worker after the batch in hand; queued requests are cancelled."""
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.future.cancel()
-        self._queue.put(None)
+        with self._cond:
+            self._closed = True
+            while self._queue:
+                self._queue.popleft().future.cancel()
+            self._cond.notify_all()
         self._thread.join(timeout=30)
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
+    def _freed(self) -> None:
+        if self.on_free is not None:
+            self.on_free()
+
     def _take_batch(self) -> list[Job] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        deadline = time.monotonic() + self.batch_wait
-        while len(batch) < self.max_batch:
-            try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if job is None:
-                self._queue.put(None)  # stop after this batch
-                break
-            batch.append(job)
-        return batch
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            deadline = time.monotonic() + self.batch_wait
+            while len(self._queue) < self.max_batch and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            # A request whose client gave up (timed out, cancelled) is dropped before it runs.
+            self._running = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if batch:
+            self._freed()
+        return self._running
 
     def _loop(self) -> None:
         while True:
@@ -127,21 +160,24 @@ class Batcher:
             try:
                 self._run(batch)
             finally:
+                with self._cond:
+                    self._running = []
                 self._busy.clear()
 
     def _run(self, batch: list[Job]) -> None:
-        # A request whose client gave up (timed out, cancelled) is dropped before it runs.
-        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-        calls = [(job, i, unit) for job in live for i, unit in enumerate(job.units)]
+        calls = [(job, i, unit) for job in batch for i, unit in enumerate(job.units)]
         calls.sort(key=lambda c: c[2].key)  # stable: a request's own order is kept per prompt
         if self.on_batch is not None:
             self.on_batch(len(calls))
-        results: dict[int, list[Any]] = {id(job): [None] * len(job.units) for job in live}
+        results: dict[int, list[Any]] = {id(job): [None] * len(job.units) for job in batch}
         failed: dict[int, BaseException] = {}
 
         def call(item: tuple[Job, int, Unit]) -> None:
             job, i, unit = item
             if id(job) in failed:
+                return
+            if job.withdrawn.is_set():  # its client left: the rest of its calls are skipped
+                failed.setdefault(id(job), RuntimeError("the request was withdrawn"))
                 return
             try:
                 results[id(job)][i] = unit.run(self.model)
@@ -153,7 +189,7 @@ class Batcher:
                 call(item)
         else:
             list(self._pool.map(call, calls))
-        for job in live:
+        for job in batch:
             if id(job) in failed:
                 job.future.set_exception(failed[id(job)])
             else:

@@ -1,22 +1,32 @@
 """Templated text back to chat turns: RL frameworks send prompt + response as one string.
 
-OpenRLHF and verl render the chat template themselves and send text. The reward model interface
-takes chat messages, so the text is parsed back with markers learned from the model's own chat
-template (each role's header and footer, read off a rendering of placeholder turns), and the
-parse is accepted only when rendering the turns again gives the text back exactly. A prompt with
-no template markup at all is a plain user turn.
+OpenRLHF, slime and verl render a chat template themselves and send text, and the policy's
+template is almost never the reward model's. The reward-model interface takes chat messages, so
+the text is read back into turns with the markers of the template that rendered it, tried in
+order: the policy's (`--policy-template`), the reward model's own, then the common families of
+`families.FAMILIES`. The model then renders the turns again with its own template.
+
+With the prompt text given, the response is the text after it, less end-of-turn markup and a
+leading reasoning block; without it, the response starts after the last reply marker of the
+first family whose markers read the text before it. A prompt with no known markup is one user
+turn. Only a query without a prompt and without any known reply marker cannot be split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import Any
 
 from longrm.items import Messages
-
-# Private-use characters: no template or tokenizer gives them a meaning.
-_S = ("\ue000", "\ue001", "\ue002", "\ue003")
+from longrm.serve.families import (
+    FAMILIES,
+    PLAIN_CODE,
+    POLICY_CODE,
+    REWARD_MODEL_CODE,
+    THINK,
+    Family,
+    learn_family,
+)
 
 
 class ChatTextError(ValueError):
@@ -24,154 +34,100 @@ class ChatTextError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Markers:
-    preamble: str
-    header: dict[str, str]
-    footer: dict[str, str]
-    generation: str  # what add_generation_prompt appends: the assistant's header
+class Split:
+    """A query read back into prompt turns and a response, and how it was read."""
 
+    prompt: Messages
+    response: str
+    template: str  # the family whose markers read it ("plain": none, one user turn)
+    code: int  # the family's number (families.py), for numeric logs
+    at_prompt: bool  # cut at the given prompt text (else after the last reply marker)
+    reasoning_removed: bool  # a leading <think> block was taken out of the response
 
-def _learn(tokenizer: PreTrainedTokenizerBase) -> _Markers | None:
-    """Return the template's role markers, or None for templates that do not fit the
-    header + content + footer pattern (the caller then accepts plain text only).
-    """
-
-    def render(messages: Messages, generation: bool) -> str:
-        return str(
-            tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=generation
-            )
-        )
-
-    turns = [
-        {"role": "system", "content": _S[0]},
-        {"role": "user", "content": _S[1]},
-        {"role": "assistant", "content": _S[2]},
-        {"role": "user", "content": _S[3]},
-    ]
-    try:
-        full = render(turns, True)
-        user_end = render(turns[:2], False)
-        assistant_end = render(turns[:3], False)
-    except Exception:  # a template that rejects this conversation (no system role...)
-        return None
-    at = [full.find(s) for s in _S]
-    if min(at) < 0 or at != sorted(at):
-        return None
-    user_footer = user_end[user_end.find(_S[1]) + 1 :]
-    assistant_footer = assistant_end[assistant_end.find(_S[2]) + 1 :]
-    post = full[at[3] + 1 :]
-    between_au = full[at[2] + 1 : at[3]]
-    between_su = full[at[0] + 1 : at[1]]
-    if not (post.startswith(user_footer) and between_au.startswith(assistant_footer)):
-        return None
-    generation = post[len(user_footer) :]
-    user_header = between_au[len(assistant_footer) :]
-    if not between_su.endswith(user_header) or not generation:
-        return None
-    system_footer = between_su[: len(between_su) - len(user_header)]
-    pre = full[: at[0]]
-    system_header = user_header.replace("user", "system")
-    if not pre.endswith(system_header):
-        system_header = pre
-    return _Markers(
-        preamble=pre[: len(pre) - len(system_header)],
-        header={"system": system_header, "user": user_header, "assistant": generation},
-        footer={"system": system_footer, "user": user_footer, "assistant": assistant_footer},
-        generation=generation,
-    )
+    def info(self) -> dict[str, Any]:
+        """Return how the query was split, for a response body."""
+        return {
+            "template": self.template,
+            "at": "prompt" if self.at_prompt else "reply_marker",
+            "turns": len(self.prompt),
+            "reasoning_removed": self.reasoning_removed,
+        }
 
 
 class ChatText:
-    """Splits templated texts with one tokenizer's chat template (no template: plain text only)."""
+    """Splits templated texts into chat turns and a response (see the module docstring)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase | None) -> None:
-        self.tokenizer = tokenizer
-        has_template = tokenizer is not None and bool(tokenizer.chat_template)
-        self.markers = _learn(tokenizer) if has_template and tokenizer is not None else None
-        ends = [getattr(tokenizer, "eos_token", None), getattr(tokenizer, "pad_token", None)]
-        self._ends = [e for e in ends if e]
+    def __init__(self, tokenizer: Any | None, policy_tokenizer: Any | None = None) -> None:
+        self.policy = learn_family(policy_tokenizer, "policy", POLICY_CODE)
+        own = learn_family(tokenizer, "reward_model", REWARD_MODEL_CODE)
+        learned = [f for f in (self.policy, own) if f is not None]
+        self.families: list[Family] = [*learned, *FAMILIES]
+        bos = getattr(tokenizer, "bos_token", None) if tokenizer is not None else None
+        self._bos = bos if isinstance(bos, str) else ""
+        ends = {e for f in self.families for e in f.response_ends()}
+        for tok in (tokenizer, policy_tokenizer):
+            for name in ("eos_token", "pad_token"):
+                value = getattr(tok, name, None) if tok is not None else None
+                if isinstance(value, str) and value:
+                    ends.add(value)
+        self._ends = sorted(ends, key=len, reverse=True)  # the longest first: "<|im_end|>\n"
 
-    def _render(self, messages: Messages) -> str:
-        assert self.tokenizer is not None
-        return str(
-            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
+    def tried(self) -> str:
+        """Return the names of the templates tried, in order."""
+        return ", ".join(f.name for f in self.families)
 
-    def _parse(self, text: str) -> Messages | None:
-        """Return the turns whose rendering (with the generation prompt) is `text`, else None."""
-        m = self.markers
-        if m is None:
-            return None
-        i = len(m.preamble) if text.startswith(m.preamble) else 0
-        messages: Messages = []
-        while i < len(text):
-            if text[i:] == m.generation and messages:
-                break
-            # the longest header that matches (assistant and user headers may share a prefix)
-            roles = sorted(m.header, key=lambda r: -len(m.header[r]))
-            role = next((r for r in roles if text.startswith(m.header[r], i)), None)
-            if role is None:
-                return None
-            start = i + len(m.header[role])
-            end = text.find(m.footer[role], start) if m.footer[role] else -1
-            if end < 0:
-                return None
-            messages.append({"role": role, "content": text[start:end]})
-            i = end + len(m.footer[role])
-        else:
-            return None
-        try:
-            rendered = self._render(messages)
-        except Exception:
-            return None
-        if rendered == text or (not text.startswith(m.preamble) and rendered == m.preamble + text):
-            return messages
-        return None
+    def response(self, text: str) -> str:
+        """Return a response without end-of-turn markup and a leading reasoning block."""
+        return self._response(text, None)[0]
 
-    def _looks_templated(self, text: str) -> bool:
-        m = self.markers
-        return m is not None and any(h.strip() and h.strip() in text for h in m.header.values())
-
-    def prompt_messages(self, prompt: str) -> Messages:
-        """Return the turns of a templated prompt, or one user turn for plain text."""
-        parsed = self._parse(prompt)
-        bos = getattr(self.tokenizer, "bos_token", None)
-        if parsed is None and bos and not prompt.startswith(bos):
-            parsed = self._parse(bos + prompt)  # verl strips a leading BOS token's text
-        if parsed is not None:
-            return parsed
-        if self._looks_templated(prompt):
-            raise ChatTextError(
-                "the text carries chat-template markup that the model's template does not "
-                "render back exactly; send the turns to /v1/score as 'messages' instead"
-            )
-        return [{"role": "user", "content": prompt}]
-
-    def response_text(self, text: str) -> str:
-        """Return a response without the assistant's end-of-turn markup and end tokens."""
-        footer = self.markers.footer["assistant"] if self.markers else ""
+    def _response(self, text: str, family: Family | None) -> tuple[str, bool]:
+        """Return the response without end-of-turn markup and a leading reasoning block."""
         changed = True
         while changed:
             changed = False
-            for end in (footer, footer.strip(), *self._ends):
-                if end and text.endswith(end):
+            for end in self._ends:
+                if text.endswith(end):
                     text, changed = text[: len(text) - len(end)], True
-        return text
+        removed = False
+        for opening, closing in THINK:
+            if closing in text:
+                text, removed = text[text.rfind(closing) + len(closing) :].lstrip(), True
+            elif text.lstrip().startswith(opening):  # cut off while reasoning: no answer yet
+                text, removed = "", True
+        if family is not None and family.trim:
+            text = text.strip()
+        return text, removed
 
-    def split(self, query: str, prompt: str | None) -> tuple[Messages, str]:
-        """Return (prompt turns, response) of a query: at the prompt's end when it is given and
-        the query starts with it, else after the last assistant header of the chat template.
+    def split(self, query: str, prompt: str | None = None) -> Split:
+        """Return the prompt turns and the response of prompt + response text.
+
+        `prompt`, when given and a prefix of `query`, is where the response starts; otherwise the
+        response starts after the last reply marker of a known template.
         """
         if prompt is not None and query.startswith(prompt):
-            return self.prompt_messages(prompt), self.response_text(query[len(prompt) :])
-        m = self.markers
-        cut = query.rfind(m.generation) if m is not None else -1
-        if m is None or cut < 0:
-            where = "does not start with its prompt" if prompt is not None else "has no prompt"
-            raise ChatTextError(
-                f"the query {where} and the model has no chat template to find where the "
-                "response starts: send 'prompts' with the exact prompt text of each query"
-            )
-        head = query[: cut + len(m.generation)]
-        return self.prompt_messages(head), self.response_text(query[cut + len(m.generation) :])
+            for family in self.families:
+                parsed = family.parse_prompt(prompt)
+                if parsed is not None:
+                    turns, reply = parsed
+                    response, removed = self._response(reply + query[len(prompt) :], family)
+                    return Split(turns, response, family.name, family.code, True, removed)
+            response, removed = self._response(query[len(prompt) :], None)
+            turns = [{"role": "user", "content": prompt}]
+            return Split(turns, response, "plain", PLAIN_CODE, True, removed)
+        texts = [query]
+        if self._bos and not query.startswith(self._bos):
+            texts.append(self._bos + query)  # verl strips the reward model's BOS token's text
+        for text in texts:
+            for family in self.families:
+                cut = family.split_query(text)
+                if cut is not None:
+                    turns, rest = cut
+                    response, removed = self._response(rest, family)
+                    return Split(turns, response, family.name, family.code, False, removed)
+        where = "does not start with its prompt" if prompt is not None else "comes without a prompt"
+        raise ChatTextError(
+            f"the query {where}, and no known chat template ({self.tried()}) marks where its "
+            "response starts: start the server with --policy-template MODEL_OR_FOLDER (the "
+            "policy's tokenizer, whose chat template rendered the query), or send 'prompts' "
+            "with the exact prompt text of each query"
+        )

@@ -7,6 +7,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from longrm.serve.errors import error_body
+
 
 def too_large_message(size: str, limit: int) -> str:
     """Return the 413 message for a body of `size` bytes over `limit`."""
@@ -61,9 +63,7 @@ class BodyLimit:
 
 
 async def _send_413(send: Send, message: str) -> None:
-    body = json.dumps(
-        {"error": {"message": message, "type": "request_too_large", "param": None, "code": 413}}
-    ).encode()
+    body = json.dumps(error_body(413, message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,7 +1,8 @@
 """Request and response bodies of every endpoint (pydantic), kept apart from the routes.
 
 Unknown fields are ignored unless a schema says otherwise, so that clients written for other
-servers (OpenRLHF, verl, OpenAI) can send what they always send.
+servers (OpenRLHF, slime, verl, OpenAI) can send what they always send. A prompt is chat
+`messages` or a plain `prompt` (`longrm.conversation.PromptInput`, shared with Best-of-N).
 """
 
 from __future__ import annotations
@@ -10,38 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from longrm.items import Messages
+from longrm.conversation import ChatMessage, PromptInput
 
 
-class ChatMessage(BaseModel):
-    """One chat turn; OpenAI's content-part lists are not accepted (text only)."""
-
-    role: str = Field(min_length=1)
-    content: str
-
-
-class PromptRequest(BaseModel):
-    """A task prompt as chat `messages`, or as a plain `prompt` (one user turn); also the prompt
-    of a Best-of-N rollouts row (bon.py).
-    """
-
-    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
-    prompt: str | None = None
-
-    @model_validator(mode="after")
-    def _one_prompt(self) -> PromptRequest:
-        if (self.messages is None) == (self.prompt is None):
-            raise ValueError("give exactly one of 'messages' (chat turns) or 'prompt' (text)")
-        return self
-
-    def prompt_messages(self) -> Messages:
-        """Return the prompt as chat messages."""
-        if self.messages is not None:
-            return [m.model_dump() for m in self.messages]
-        return [{"role": "user", "content": self.prompt or ""}]
-
-
-class ScoreRequest(PromptRequest):
+class ScoreRequest(PromptInput):
     """POST /v1/score: one pointwise reward per response."""
 
     responses: list[str] = Field(min_length=1)
@@ -54,7 +27,7 @@ class ScoreResponse(BaseModel):
     scores: list[float | None]
 
 
-class CompareRequest(PromptRequest):
+class CompareRequest(PromptInput):
     """POST /v1/compare: which of two responses is better."""
 
     responses: list[str] = Field(min_length=2, max_length=2)
@@ -72,7 +45,7 @@ class CompareResponse(BaseModel):
     error: str | None = None
 
 
-class RankRequest(PromptRequest):
+class RankRequest(PromptInput):
     """POST /v1/rank: order N responses best first."""
 
     responses: list[str] = Field(min_length=1)
@@ -111,12 +84,60 @@ class RewardRequest(BaseModel):
         return self
 
 
+class SplitInfo(BaseModel):
+    """How a query was read back into prompt turns and a response."""
+
+    template: str = Field(
+        description="the chat template whose markers read it: policy (--policy-template), "
+        "reward_model (the served model's own), a family of the table (chatml, llama3, gemma, "
+        "mistral, phi3, phi4, deepseek), or plain (no markup: one user turn)"
+    )
+    at: Literal["prompt", "reply_marker"] = Field(
+        description="cut at the given prompt text, or after the template's last reply marker"
+    )
+    turns: int = Field(description="prompt turns read")
+    reasoning_removed: bool = Field(description="a leading <think> block was left out")
+
+
 class RewardResponse(BaseModel):
-    """One reward per query; OpenRLHF reads `rewards`, `scores` and `extra_logs`."""
+    """One reward per query; OpenRLHF reads `rewards`, `scores` and `extra_logs` (whose values
+    must be numbers: it turns each into a tensor), and ignores `splits`.
+    """
 
     rewards: list[float | None]
     scores: list[float | None]
-    extra_logs: dict[str, Any]
+    extra_logs: dict[str, list[float]] = Field(
+        description="per query: scored (1: the model gave a reward, 0: --unscored-reward or "
+        "null), split_family (the template's code: 0 plain, 1 policy, 2 reward model, 3 chatml, "
+        "4 llama3, 5 gemma, 6 mistral, 7 phi3, 8 phi4, 9 deepseek), split_at_prompt (1: cut at "
+        "the given prompt), reasoning_removed (1: a <think> block was left out)"
+    )
+    splits: list[SplitInfo]
+
+
+class SlimeRewardRequest(BaseModel):
+    """POST /slime/reward, slime's `remote_rm` body (one sample).
+
+    `prompt` is the sample's prompt: text (rendered with the policy's chat template when slime
+    runs with --apply-chat-template) or chat messages; `response` the generated text; `label`
+    is accepted and ignored.
+    """
+
+    prompt: str | list[ChatMessage]
+    response: str
+    label: Any = None
+
+    @model_validator(mode="after")
+    def _some_prompt(self) -> SlimeRewardRequest:
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("'prompt' is an empty list: give text or at least one message")
+        return self
+
+
+class SlimeRewardObject(BaseModel):
+    """/slime/reward?object=true: the reward under a key (slime's `--reward-key reward`)."""
+
+    reward: float | None
 
 
 class ClassifyRequest(BaseModel):
@@ -254,6 +275,18 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+
+
+class HealthResponse(BaseModel):
+    """GET /health: liveness and load."""
+
+    status: Literal["ok"]
+    model: str
+    kind: str
+    queue_depth: int = Field(description="requests queued for the model")
+    queue_size: int = Field(description="--queue-size: queued requests at most")
+    waiting: int = Field(description="requests waiting for a queue place (--queue-wait)")
+    busy: bool = Field(description="the model is running a batch")
 
 
 class ErrorBody(BaseModel):
