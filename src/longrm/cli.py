@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,35 +14,25 @@ import typer
 
 from longrm.cli_audit import bench_audit_command
 from longrm.cli_common import (
-    AttnOpt,
     BootstrapOpt,
     CiLevelOpt,
     CiSeedOpt,
-    ConcurrencyOpt,
-    DtypeOpt,
-    KindOpt,
-    MaxLengthOpt,
     ModelOpt,
-    OpenAIParamsOpt,
-    PrefillOpt,
-    PrefixCacheOpt,
-    PromptsOpt,
-    RetriesOpt,
-    RopeScalingOpt,
     RunProgress,
-    ThinkingOpt,
-    TimeoutOpt,
-    VerdictOpt,
     console,
     err_console,
-    reward_model_options,
+    load_or_fail,
+    reward_model_flags,
 )
 from longrm.cli_common import fail as _fail
+from longrm.cli_demo import demo_command
 from longrm.cli_serve import bon_command, serve_command
 from longrm.cli_synth import synth_app
-from longrm.items import Item, ItemError, LoadResult, load_items
+from longrm.items import Item, ItemError, LoadResult
+from longrm.options import RewardModelOptions, option_argv
 
 if TYPE_CHECKING:
+    from longrm.evaluate.api import EvalRun
     from longrm.evaluate.intervals import IntervalSettings
 
 app = typer.Typer(
@@ -65,18 +54,6 @@ app.add_typer(synth_app, name="synth")
 
 def _split_csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _load(bench: Path, skip_invalid: bool) -> LoadResult:
-    try:
-        loaded = load_items(bench, skip_invalid=skip_invalid)
-    except (ItemError, FileNotFoundError) as err:
-        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
-        raise _fail(f"{err}{hint}") from None
-    if loaded.skipped:
-        err_console.print(f"[yellow]skipped {len(loaded.skipped)} invalid rows[/]; first:")
-        err_console.print(f"  {loaded.skipped[0]}")
-    return loaded
 
 
 @bench_app.command("build")
@@ -182,7 +159,7 @@ def bench_check(
         manifest = check_manifest(path)
     except ManifestError as err:
         raise _fail(f"manifest: {err}") from None
-    loaded = _load(path, skip_invalid)
+    loaded = load_or_fail(path, skip_invalid)
     console.print(f"{path}: {len(loaded.items)} valid items, {len(loaded.skipped)} skipped")
     _print_summary(loaded)
     console.print(
@@ -191,25 +168,6 @@ def bench_check(
 
 
 bench_app.command("audit")(bench_audit_command)
-
-
-def _prompts_hash(path: Path | None) -> str:
-    from importlib import resources
-
-    text = resources.files("longrm.rm").joinpath("prompts.toml").read_text(encoding="utf-8")
-    if path is not None:
-        text += path.read_text(encoding="utf-8")
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _bench_hash(items: list[Item]) -> str:
-    """Return a hash of the benchmark's content (every row as loaded), whatever its format."""
-    from longrm.items import item_to_row
-
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(json.dumps(item_to_row(item), sort_keys=True, ensure_ascii=False).encode())
-    return digest.hexdigest()[:16]
 
 
 def _intervals(level: float, n_resamples: int, seed: int) -> IntervalSettings:
@@ -222,7 +180,12 @@ def _intervals(level: float, n_resamples: int, seed: int) -> IntervalSettings:
         raise _fail(f"--ci-level/--bootstrap: {err}") from None
 
 
+# `reward_model_flags` turns a command's `options` parameter into one flag per declared option.
+_FROM_FLAGS = RewardModelOptions()
+
+
 @app.command("eval")
+@reward_model_flags()
 def eval_command(
     bench: Annotated[
         Path,
@@ -233,15 +196,7 @@ def eval_command(
     ],
     out: Annotated[Path, typer.Option(help="Run folder: predictions.jsonl, results.json, report.")],
     model: ModelOpt = "default",
-    kind: KindOpt = None,
-    verdict: VerdictOpt = "generate",
-    protocol: Annotated[
-        str,
-        typer.Option(
-            help="longrm (every display order, our parsing) | paper (the authors' rules: one "
-            "seeded order per item, their verdict parsing and cut, task from the file name)."
-        ),
-    ] = "longrm",
+    options: RewardModelOptions = _FROM_FLAGS,
     orders: Annotated[
         int, typer.Option(help="Display orders per item (2: a pair in both orders).")
     ] = 2,
@@ -263,26 +218,6 @@ def eval_command(
     ci_level: CiLevelOpt = 0.95,
     bootstrap: BootstrapOpt = 1000,
     ci_seed: CiSeedOpt = 0,
-    prefix_cache: PrefixCacheOpt = True,
-    prompts: PromptsOpt = None,
-    max_new_tokens: Annotated[
-        int,
-        typer.Option(
-            help="Tokens a generating judge may write (the authors allow 2,048). Each costs one "
-            "decoding step: at ~55 tokens/s for the default model on a CPU, 2,048 tokens are "
-            "~40 s per record when a judge never stops; lower it for quick looks."
-        ),
-    ] = 2048,
-    thinking: ThinkingOpt = False,
-    max_length: MaxLengthOpt = None,
-    rope_scaling: RopeScalingOpt = None,
-    dtype: DtypeOpt = "auto",
-    attn: AttnOpt = None,
-    concurrency: ConcurrencyOpt = 8,
-    timeout: TimeoutOpt = 600.0,
-    retries: RetriesOpt = 3,
-    prefill: PrefillOpt = False,
-    openai_params: OpenAIParamsOpt = None,
     retry_errors: Annotated[
         bool, typer.Option(help="Judge records that ended in an error again on resume.")
     ] = True,
@@ -292,154 +227,87 @@ def eval_command(
     name: Annotated[str | None, typer.Option(help="Run name in reports.")] = None,
 ) -> None:
     """Judge a benchmark with any reward model; resumable; writes results and a report."""
-    from longrm.evaluate import ablation
-    from longrm.evaluate.protocol import check_protocol, paper_display_orders, paper_items
-    from longrm.evaluate.report import results_table_markdown, write_report
-    from longrm.evaluate.runner import EvalSettings, RunMismatchError, ablation_methods, evaluate
-    from longrm.rm.load import load_reward_model, resolve_kind
+    from longrm.evaluate.report import results_table_markdown
 
-    try:
-        check_protocol(protocol)
-    except ValueError as err:
-        raise _fail(f"--protocol: {err}") from None
-    loaded = _load(bench, skip_invalid)
-    all_items = paper_items(loaded.items) if protocol == "paper" else loaded.items
-    wanted_tasks, wanted_lengths = _split_csv(tasks), _split_csv(lengths)
-    items = [
-        i
-        for i in all_items
-        if (wanted_tasks is None or i.task in wanted_tasks)
-        and (wanted_lengths is None or i.length_bucket in wanted_lengths)
-    ][:limit]
-    if not items:
-        raise _fail(f"no items left in {bench} after the --tasks/--lengths/--limit filters")
-    order_plan = None
-    if protocol == "paper":
-        paper_orders = paper_display_orders(all_items)  # drawn over whole files, as theirs are
-        order_plan = lambda item: [paper_orders[item.key]]  # noqa: E731
-        orders = 1
+    loaded = load_or_fail(bench, skip_invalid)
     ci = _intervals(ci_level, bootstrap, ci_seed)
-    ablated = None
-    if ablate_context is not None:
-        try:
-            methods = ablation_methods(ablate_context)
-            if not methods:
-                raise ablation.AblationError("name at least one method: swap, empty")
-            ablated = {m: ablation.ablate_context(items, m) for m in methods}
-        except ablation.AblationError as err:
-            raise _fail(f"--ablate-context: {err}") from None
-        ablate_context = ",".join(methods)
-    try:
-        resolved_kind = resolve_kind(model, kind)
-    except Exception as err:
-        raise _fail(str(err)) from None
-    judge_like = resolved_kind in ("judge", "openai")
-    settings = EvalSettings(
-        model=model,
-        kind=resolved_kind,
-        verdict=verdict if judge_like else "",
+    run = _evaluate(
+        loaded.items,
+        out,
+        model,
+        options,
+        tasks=_split_csv(tasks),
+        lengths=_split_csv(lengths),
+        limit=limit,
         orders=orders,
         seed=seed,
-        prompts=_prompts_hash(prompts) if judge_like else "",
-        max_new_tokens=max_new_tokens if judge_like else 0,
-        max_length=max_length,
-        bench_hash=_bench_hash(loaded.items),
-        dtype=dtype,
-        attn=attn,
-        prefix_cache=prefix_cache,
-        protocol=protocol,
-        thinking=thinking,
-        rope_scaling=rope_scaling,
         ablate_context=ablate_context,
-        name=name or "",
+        ci=ci,
+        retry_errors=retry_errors,
+        name=name,
     )
-    options = reward_model_options(
-        kind=resolved_kind,
-        verdict=verdict,
-        prompts=prompts,
-        prefix_cache=prefix_cache,
-        max_new_tokens=max_new_tokens,
-        max_length=max_length,
-        rope_scaling=rope_scaling,
-        dtype=dtype,
-        attn=attn,
-        concurrency=concurrency,
-        timeout=timeout,
-        retries=retries,
-        protocol=protocol,
-        thinking=thinking,
-        prefill=prefill,
-        openai_params=openai_params,
-    )
-    try:
-        rm = load_reward_model(model, options)
-    except (ValueError, OSError) as err:
-        raise _fail(str(err)) from None
-    progress = RunProgress("judging", "rec/s", f"records already in {out}")
-
-    try:
-        with progress:
-            outcome = evaluate(
-                rm,
-                items,
-                out,
-                settings,
-                on_start=progress.start,
-                on_record=progress.advance,
-                ablated_items=ablated,
-                order_plan=order_plan,
-                retry_errors=retry_errors,
-                ci=ci,
-            )
-    except RunMismatchError as err:
-        raise _fail(str(err)) from None
-    finally:
-        rm.close()
-    md, png = write_report([out], out, names=[name] if name else None, ci=ci)
-    results = outcome.results
-    typer.echo(results_table_markdown({name or model: results}))
+    results = run.results
+    typer.echo(results_table_markdown({name or model: results.as_dict()}))
     console.print(
-        f"records: {outcome.judged} judged now, {outcome.resumed} resumed; "
-        f"truncated items: {results['truncated_items']}; errors: {results['errors']}"
+        f"records: {run.judged} judged now, {run.resumed} resumed; "
+        f"truncated items: {results.truncated_items}; errors: {results.errors}"
     )
-    if "context_ablation" in results:
-        console.print(_ablation_line(name or model, results["context_ablation"]))
+    if results.context_ablation:
+        console.print(_ablation_line(name or model, results.context_ablation))
     console.print(f"predictions: {out / 'predictions.jsonl'}\nresults: {out / 'results.json'}")
-    console.print(f"report: {md}\nplot: {png}")
+    console.print(f"report: {run.report_md}\nplot: {run.plot}")
+    paper = options.protocol == "paper"
     flags = {
         "--model": model,
         "--bench": str(bench),
         "--out": str(out),
-        "--kind": resolved_kind,
-        "--verdict": verdict if judge_like else None,
-        "--protocol": protocol if protocol != "longrm" else None,
-        "--orders": str(orders) if protocol == "longrm" else None,
-        "--seed": str(seed) if protocol == "longrm" else None,
-        "--max-new-tokens": str(max_new_tokens) if judge_like else None,
+        "--orders": None if paper else str(orders),
+        "--seed": None if paper else str(seed),
         "--limit": str(limit) if limit is not None else None,
         "--tasks": tasks,
         "--lengths": lengths,
-        "--max-length": str(max_length) if max_length else None,
-        "--rope-scaling": rope_scaling,
-        "--prompts": str(prompts) if prompts else None,
-        "--ablate-context": ablate_context,
+        "--ablate-context": run.settings.ablate_context,
         "--ci-level": str(ci_level) if ci_level != 0.95 else None,
         "--bootstrap": str(bootstrap) if bootstrap != 1000 else None,
         "--ci-seed": str(ci_seed) if ci_seed else None,
-        "--dtype": dtype if dtype != "auto" else None,
-        "--attn": attn,
-        "--openai-params": openai_params,
     }
     argv = [part for k, v in flags.items() if v is not None for part in (k, v)]
-    argv += ["--thinking"] * thinking + ["--prefill"] * prefill
-    argv += ["--no-prefix-cache"] * (not prefix_cache) + ["--skip-invalid"] * skip_invalid
+    argv += option_argv(options, run.settings.kind) + ["--skip-invalid"] * skip_invalid
     typer.echo("reproduce: longrm eval " + shlex.join(argv))
-    errors = results["errors"] + results.get("context_ablation", {}).get("errors", 0)
-    if errors and not allow_errors:
+    if run.errors and not allow_errors:
         raise _fail(
-            f"{errors} records ended in an error (see 'error' in {out / 'predictions.jsonl'}); "
+            f"{run.errors} records ended in an error (see 'error' in {out / 'predictions.jsonl'}); "
             "run the same command again to retry them, or pass --allow-errors to accept them"
         )
+
+
+def _evaluate(
+    bench: Sequence[Item], out: Path, model: str, options: RewardModelOptions, **kwargs: Any
+) -> EvalRun:
+    """Return `longrm.evaluate`'s run, with a progress bar; its errors end the command, each
+    naming its flag.
+    """
+    from longrm.evaluate.api import evaluate
+    from longrm.evaluate.errors import EvalError
+
+    progress = RunProgress("judging", "rec/s", f"records already in {out}")
+    try:
+        with progress:
+            return evaluate(
+                bench, out, model, options, on_start=progress.start, on_record=progress.advance,
+                **kwargs,
+            )  # fmt: skip
+    except EvalError as err:
+        flag = _FLAGS.get(err.setting or "")
+        raise _fail(f"{flag}: {err}" if flag else str(err)) from None
+
+
+# The flag of each setting an EvalError can name, where the message does not name it itself.
+_FLAGS = {
+    "ablate_context": "--ablate-context",
+    "protocol": "--protocol",
+    "tasks": "--tasks/--lengths/--limit",
+}
 
 
 def _ablation_line(label: str, block: dict[str, Any]) -> str:
@@ -487,6 +355,7 @@ def report_command(
     """Put several runs side by side: the paper's table and accuracy versus context length,
     with intervals; with two runs, a paired comparison of the first against the second.
     """
+    from longrm.evaluate.errors import RunFileError
     from longrm.evaluate.report import (
         comparison_markdown,
         load_results,
@@ -494,10 +363,13 @@ def report_command(
         run_names,
         write_report,
     )
+    from longrm.evaluate.run_files import read_run
 
     ci = _intervals(ci_level, bootstrap, ci_seed)
     wanted = _split_csv(names)
     try:
+        for run_dir in runs:  # every folder readable before anything is written
+            read_run(run_dir, records=False)
         md, png = write_report(runs, out, names=wanted, ci=ci, compare=compare)
         labels = run_names(runs, wanted)
         table = results_table_markdown(
@@ -505,7 +377,7 @@ def report_command(
         )
         paired = len(runs) >= 2 and (compare or (compare is None and len(runs) == 2))
         comparison = comparison_markdown(runs, labels, ci) if paired else ""
-    except (FileNotFoundError, ValueError) as err:
+    except (RunFileError, ValueError) as err:
         raise _fail(str(err)) from None
     typer.echo(table)
     if comparison:
@@ -513,80 +385,7 @@ def report_command(
     console.print(f"report: {md}\nplot: {png}")
 
 
-DEMO_RUNS = (  # (label, kind, verdict)
-    ("likelihood", "likelihood", "generate"),
-    ("judge-logprob", "judge", "logprob"),
-    ("judge-generate", "judge", "generate"),
-)
-
-
-@app.command("demo")
-def demo(
-    out: Annotated[
-        Path, typer.Option(help="Folder for the suite, the runs and the report.")
-    ] = Path("demo-out"),
-    max_new_tokens: Annotated[
-        int, typer.Option(help="Tokens the generating judge may write.")
-    ] = 48,
-) -> None:
-    """Build a small by-construction suite (512 to 4K tokens) and judge it with the default model
-    as likelihood RM and as judge in both verdict modes, each also with the context ablated;
-    print the tables, the context reliance of each, and the report paths.
-    """
-    from transformers import AutoTokenizer
-
-    from longrm.bench.construct import FAMILIES, build_suite
-    from longrm.evaluate.report import load_results, results_table_markdown, run_name, write_report
-    from longrm.items import write_items
-    from longrm.models import resolve_model_path
-
-    lengths = "512,1k,2k,4k"
-    console.rule("longrm demo: the default model on a length-graded, by-construction suite")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
-    # Every family at every length (one pair per cell, so families and lengths are not
-    # confounded), and one Best-of-2/3/4 item each at 1K; sized for a few minutes on two cores.
-    grid = build_suite(tokenizer, lengths=lengths, seed=0)
-    items = [
-        i
-        for i in grid
-        if i.is_pairwise or (i.length_bucket == "1k" and FAMILIES.index(i.task) == i.n - 1)
-    ]
-    bench = out / "bench"
-    write_items(items, bench)
-    console.print(f"suite: {len(items)} items in {bench}")
-    run_dirs = []
-    for label, kind, verdict in DEMO_RUNS:
-        console.rule(f"{label}: --kind {kind} --verdict {verdict} --ablate-context swap")
-        run_dir = out / label
-        eval_command(
-            bench=bench,
-            out=run_dir,
-            model="default",
-            kind=kind,
-            verdict=verdict,
-            ablate_context="swap",
-            max_new_tokens=max_new_tokens,
-            concurrency=1,
-            retries=0,
-            name=f"SmolLM2-135M {label}",
-        )
-        run_dirs.append(run_dir)
-    console.rule("all three runs side by side")
-    md, png = write_report(run_dirs, out / "report")
-    results = {run_name(d): load_results(d) for d in run_dirs}
-    typer.echo(results_table_markdown(results))
-    for label, r in results.items():
-        console.print(_ablation_line(label, r["context_ablation"]))
-    console.print(f"report: {md}\nplot: {png}")
-    typer.echo(
-        "full-size version (about an hour here; minutes on a GPU):\n"
-        f"  longrm bench build --out {out}/bench-full --lengths 512,1k,2k,4k,8k --per-cell 3\n"
-        f"  longrm eval --bench {out}/bench-full --out {out}/full-likelihood --kind likelihood "
-        "--ablate-context swap\n"
-        f"  longrm eval --bench {out}/bench-full --out {out}/full-judge --verdict logprob "
-        "--ablate-context swap\n"
-        f"  longrm report {out}/full-likelihood {out}/full-judge --out {out}/full-report"
-    )
+app.command("demo")(demo_command)
 
 
 @app.command("reproduce")
@@ -666,6 +465,7 @@ def reproduce(
     """
     from transformers import AutoTokenizer
 
+    from longrm.evaluate.errors import EvalError
     from longrm.models import resolve_model_path
     from longrm.train.reproduce import EvalStep, ReproError, reproduce_track
     from longrm.train.reproduce_cost import Costs, estimate_line, minutes
@@ -693,15 +493,19 @@ def reproduce(
     def log(text: str) -> None:
         console.print(text, markup=False, soft_wrap=True)
 
-    def run_eval(step: EvalStep, bench: Path, run_dir: Path) -> None:
+    def run_eval(step: EvalStep, bench: Path, track_dir: Path) -> EvalRun:
         console.rule(f"eval {step.label}")
-        # 2048 new tokens: `longrm eval`'s default, which the printed command leaves out
-        eval_command(
-            bench=bench, out=run_dir, model=step.model, kind=step.kind,
-            verdict=step.verdict or "generate", ablate_context=step.ablate, concurrency=1,
-            retries=0, name=step.name, allow_errors=True,
-            max_new_tokens=2048 if step.max_new_tokens is None else step.max_new_tokens,
-        )  # fmt: skip
+        progress = RunProgress("judging", "rec/s", f"records already in {step.folder(track_dir)}")
+        try:
+            with progress:
+                run = step.run(bench, track_dir, progress.start, progress.advance)
+        except EvalError as err:
+            raise _fail(str(err)) from None
+        console.print(
+            f"records: {run.judged} judged now, {run.resumed} resumed; errors: {run.errors}; "
+            f"results: {run.folder / 'results.json'}"
+        )
+        return run
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
     try:

@@ -17,6 +17,7 @@ from longrm.cli_common import (
     console,
     err_console,
     fail,
+    read_or_fail,
     reward_model_options,
 )
 
@@ -203,7 +204,6 @@ def bench_audit_command(
     from longrm.bench.probe import ProbeSettings
     from longrm.bench.release_items import ReleaseLoad, load_audit_items
     from longrm.evaluate.intervals import z_value
-    from longrm.items import ItemError
 
     fields = [f.strip() for f in (by or "").split(",") if f.strip()]
     bad = [f for f in fields if f not in GROUP_FIELDS]
@@ -219,14 +219,7 @@ def bench_audit_command(
         z_value(ci_level)
     except ValueError as err:
         raise fail(f"--ci-level: {err}") from None
-    try:
-        loaded = load_audit_items(bench, skip_invalid)
-    except (ItemError, FileNotFoundError) as err:
-        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
-        raise fail(f"{err}{hint}") from None
-    if loaded.skipped:
-        err_console.print(f"[yellow]skipped {len(loaded.skipped)} invalid rows[/]; first:")
-        err_console.print(f"  {loaded.skipped[0]}")
+    loaded = read_or_fail(lambda: load_audit_items(bench, skip_invalid))
     if isinstance(loaded, ReleaseLoad) and loaded.pointwise:
         err_console.print(f"passed over {loaded.pointwise} Stage I rows (no preference in them)")
     mode = cast("BestOfN", best_of_n)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import time
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -18,9 +22,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-if TYPE_CHECKING:
-    from longrm.rm.load import RewardModelOptions
+from longrm.items import ItemError, LoadResult, load_items
+from longrm.options import (
+    OptionError,
+    RewardModelOptions,
+    flag_name,
+    option_fields,
+)
 
+R = TypeVar("R")
 console = Console(soft_wrap=True)  # paths and commands stay copyable: never wrapped
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -40,23 +50,101 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-# The reward-model flags that `eval`, `serve` and `bon` share: one definition, one meaning.
-KindOpt = Annotated[
-    str | None,
-    typer.Option(help="scalar | likelihood | judge | openai (default: from the model)."),
-]
-VerdictOpt = Annotated[str, typer.Option(help="judge/openai verdicts: generate | logprob.")]
-PromptsOpt = Annotated[Path | None, typer.Option(help="TOML file replacing judge prompts.")]
-PrefixCacheOpt = Annotated[
-    bool, typer.Option(help="Encode the shared prompt once per item (off: the baseline).")
-]
-ThinkingOpt = Annotated[
-    bool,
-    typer.Option(
-        help="Let judges whose chat template can think (Qwen3's enable_thinking) think "
-        "before the verdict; off by default, as the authors judge."
-    ),
-]
+# The reward-model flags that `eval`, `serve` and `bon` share: derived from the one declaration
+# (`longrm.options.RewardModelOptions`), so their names, types and help cannot drift apart.
+def option_annotation(name: str) -> Any:
+    """Return the typer annotation of the declared option `name`: its type, flag and help."""
+    f = next(f for f in option_fields() if f.name == name)
+    flag = flag_name(f)
+    if flag is None:
+        raise ValueError(f"option {name!r} has no flag")
+    hints = get_type_hints(RewardModelOptions)
+    if hints[name] is bool:  # typer spells a switch "--x/--no-x"
+        decls = [] if flag == "--" + name.replace("_", "-") else [f"{flag}/--no-{flag[2:]}"]
+    else:
+        decls = [flag]
+    return Annotated[hints[name], typer.Option(*decls, help=f.metadata["help"])]
+
+
+def reward_model_flags(
+    *, defaults: Mapping[str, Any] | None = None, exclude: Collection[str] = ()
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Return a decorator that gives a typer command one flag per declared reward-model option.
+
+    The command declares a parameter `options: RewardModelOptions`; the decorator replaces it,
+    in the command's signature, by one parameter per field with a flag (minus `exclude`), each
+    defaulting to the declaration's default or `defaults[name]`, and calls the command with
+    the `RewardModelOptions` they make. An option that refuses its value ends the command with
+    `--flag: reason`.
+    """
+    chosen = {**(defaults or {})}
+    fields = [f for f in option_fields() if flag_name(f) and f.name not in exclude]
+
+    def wrap(command: Callable[..., R]) -> Callable[..., R]:
+        signature = inspect.signature(command, eval_str=True)
+        slot = signature.parameters["options"]
+        flags = [
+            inspect.Parameter(
+                f.name,
+                slot.kind,
+                default=chosen.get(f.name, f.default),
+                annotation=option_annotation(f.name),
+            )
+            for f in fields
+        ]
+        params = [q for p in signature.parameters.values() for q in (flags if p is slot else [p])]
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> R:
+            values = {f.name: kwargs.pop(f.name, chosen.get(f.name, f.default)) for f in fields}
+            try:
+                options = RewardModelOptions(**values)
+            except OptionError as err:
+                raise fail(f"{flag_name(_field(err.name))}: {err}") from None
+            return command(*args, options=options, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return wrap
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return next(f for f in option_fields() if f.name == name)
+
+
+if TYPE_CHECKING:  # what type checkers see: the declared types (typer needs the flags too)
+    KindOpt = str | None
+    VerdictOpt = str
+    PromptsOpt = Path | None
+    PrefixCacheOpt = bool
+    ThinkingOpt = bool
+    MaxLengthOpt = int | None
+    RopeScalingOpt = str | None
+    DtypeOpt = str
+    AttnOpt = str | None
+    ConcurrencyOpt = int
+    TimeoutOpt = float
+    RetriesOpt = int
+    PrefillOpt = bool
+    OpenAIParamsOpt = str | None
+else:
+    KindOpt = option_annotation("kind")
+    VerdictOpt = option_annotation("verdict")
+    PromptsOpt = option_annotation("prompts_file")
+    PrefixCacheOpt = option_annotation("prefix_cache")
+    ThinkingOpt = option_annotation("thinking")
+    MaxLengthOpt = option_annotation("max_length")
+    RopeScalingOpt = option_annotation("rope_scaling")
+    DtypeOpt = option_annotation("dtype")
+    AttnOpt = option_annotation("attn_implementation")
+    ConcurrencyOpt = option_annotation("concurrency")
+    TimeoutOpt = option_annotation("timeout")
+    RetriesOpt = option_annotation("retries")
+    PrefillOpt = option_annotation("prefill")
+    OpenAIParamsOpt = option_annotation("openai_params")
+
 # The interval flags that `eval`, `report` and `bench audit` share.
 CiLevelOpt = Annotated[
     float, typer.Option(help="Confidence level of every interval (accuracies, differences).")
@@ -71,79 +159,48 @@ BootstrapOpt = Annotated[
 CiSeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")]
 
 
-MaxLengthOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Context window; longer prompts are cut in the middle. Above the model's "
-        "trained window, RoPE scaling is applied (YaRN unless --rope-scaling says)."
-    ),
-]
-RopeScalingOpt = Annotated[
-    str | None, typer.Option(help="RoPE scaling TYPE:FACTOR, e.g. yarn:4 (Qwen3 to 128K).")
-]
-DtypeOpt = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")]
-AttnOpt = Annotated[
-    str | None, typer.Option(help="Attention implementation, e.g. sdpa or flash_attention_2.")
-]
-ConcurrencyOpt = Annotated[int, typer.Option(help="openai: requests in flight.")]
-TimeoutOpt = Annotated[float, typer.Option(help="openai: seconds per request.")]
-RetriesOpt = Annotated[int, typer.Option(help="openai: retries with backoff.")]
-PrefillOpt = Annotated[
-    bool,
-    typer.Option(
-        help="openai: continue an assistant message that opens the verdict ('[['), for "
-        "servers that accept continue_final_message (vLLM, SGLang)."
-    ),
-]
-OpenAIParamsOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="openai: request fields, a JSON object or a profile (default, reasoning, "
-        "vllm-no-thinking); null drops a field."
-    ),
-]
+def reward_model_options(**flags: Any) -> RewardModelOptions:
+    """Return the RewardModelOptions that the shared flags describe, the flags named
+    as their parameters are (`prompts`, `attn`, `max_new_tokens`), for the commands that spell
+    each flag out (`serve`, `bon`, `bench audit`); a value an option refuses raises
+    OptionError (a ValueError), an unknown name TypeError.
+    """
+    params = {
+        (flag_name(f) or "--" + f.name)[2:].replace("-", "_"): f.name for f in option_fields()
+    }
+    unknown = sorted(set(flags) - set(params))
+    if unknown:
+        raise TypeError(f"not reward-model options: {', '.join(unknown)}")
+    return RewardModelOptions(**{params[k]: v for k, v in flags.items()})
 
 
-def reward_model_options(
-    *,
-    kind: str | None,
-    verdict: str = "generate",
-    prompts: Path | None = None,
-    prefix_cache: bool = True,
-    max_new_tokens: int = 2048,
-    max_length: int | None = None,
-    rope_scaling: str | None = None,
-    dtype: str = "auto",
-    attn: str | None = None,
-    concurrency: int = 8,
-    timeout: float = 600.0,
-    retries: int = 3,
-    protocol: str = "longrm",
-    thinking: bool = False,
-    prefill: bool = False,
-    openai_params: str | None = None,
-) -> RewardModelOptions:
-    """Return the RewardModelOptions that the shared flags describe (named as the flags are)."""
-    from longrm.rm.load import RewardModelOptions
+class SkippingRead(Protocol):
+    """What a row reader returns: its rows, and the bad ones --skip-invalid passed over."""
 
-    return RewardModelOptions(
-        kind=kind,
-        verdict=verdict,
-        prompts_file=prompts,
-        prefix_cache=prefix_cache,
-        max_new_tokens=max_new_tokens,
-        max_length=max_length,
-        dtype=dtype,
-        attn_implementation=attn,
-        concurrency=concurrency,
-        timeout=timeout,
-        retries=retries,
-        protocol=protocol,
-        thinking=thinking,
-        rope_scaling=rope_scaling,
-        prefill=prefill,
-        openai_params=openai_params,
-    )
+    skipped: list[ItemError]
+
+
+S = TypeVar("S", bound=SkippingRead)
+
+
+def read_or_fail(read: Callable[[], S]) -> S:
+    """Return what `read` read, or end the command naming the bad row (file, line, field) and
+    the flag that skips such rows; print how many rows were skipped, with the first.
+    """
+    try:
+        result = read()
+    except (ItemError, FileNotFoundError) as err:
+        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
+        raise fail(f"{err}{hint}") from None
+    if result.skipped:
+        err_console.print(f"[yellow]skipped {len(result.skipped)} invalid rows[/]; first:")
+        err_console.print(f"  {result.skipped[0]}")
+    return result
+
+
+def load_or_fail(path: Path, skip_invalid: bool) -> LoadResult:
+    """Return the items of a benchmark, or end the command naming the bad row."""
+    return read_or_fail(lambda: load_items(path, skip_invalid=skip_invalid))
 
 
 class RunProgress:

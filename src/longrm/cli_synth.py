@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from longrm.cli_common import ModelOpt, RunProgress, console, err_console, fail
+from longrm.cli_common import (
+    ModelOpt,
+    RunProgress,
+    console,
+    err_console,
+    fail,
+    read_or_fail,
+    reward_model_flags,
+)
+from longrm.options import RewardModelOptions, option_fields
+from longrm.synth.vote_job import JUDGE_OPTIONS, VOTE_MAX_NEW_TOKENS
 
 synth_app = typer.Typer(
     help="Synthesize training data: Short-to-Long padding and consistency majority voting.",
@@ -18,6 +27,10 @@ synth_app = typer.Typer(
 
 
 @synth_app.command("vote")
+@reward_model_flags(
+    defaults={"max_new_tokens": VOTE_MAX_NEW_TOKENS},
+    exclude=[f.name for f in option_fields() if f.name not in JUDGE_OPTIONS],
+)
 def vote_command(
     out: Annotated[
         Path,
@@ -74,15 +87,6 @@ def vote_command(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Read only the first N rows.")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted).")] = False,
-    prompts: Annotated[
-        Path | None, typer.Option(help="TOML file replacing the judge prompts (score_* keys).")
-    ] = None,
-    max_new_tokens: Annotated[
-        int, typer.Option(help="Tokens a judge may write per judgment.")
-    ] = 1024,
-    max_length: Annotated[
-        int | None, typer.Option(help="Local judges' window; longer prompts are cut.")
-    ] = None,
     force_score: Annotated[
         bool,
         typer.Option(
@@ -90,17 +94,6 @@ def vote_command(
             "model finds likeliest after its text (counted as forced) instead of recording -1."
         ),
     ] = False,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
-    thinking: Annotated[
-        bool, typer.Option(help="Let judges whose chat template can think, think.")
-    ] = False,
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight.")] = 8,
-    timeout: Annotated[float, typer.Option(help="openai: seconds per request.")] = 600.0,
-    retries: Annotated[int, typer.Option(help="openai: retries with backoff.")] = 3,
-    openai_params: Annotated[
-        str | None,
-        typer.Option(help="openai: request fields, a JSON object or a profile (see eval)."),
-    ] = None,
     save_to_disk: Annotated[
         bool,
         typer.Option(
@@ -110,96 +103,50 @@ def vote_command(
     allow_errors: Annotated[
         bool, typer.Option(help="Exit 0 even when some judge calls failed.")
     ] = False,
+    *,
+    options: RewardModelOptions,  # the judges' flags (JUDGE_OPTIONS), derived from the declaration
 ) -> None:
     """Consistency majority voting: judges score each response on its short key context; the
     plurality score's explanation becomes the training target; resumable.
     """
-
     from longrm.items import ItemError
-    from longrm.rm.base import RewardModel
-    from longrm.rm.load import RewardModelOptions, load_reward_model, resolve_kind
     from longrm.synth import agreement
-    from longrm.synth.units import read_units
-    from longrm.synth.voting_run import (
-        Judge,
-        VoteMismatchError,
-        VoteSettings,
-        judge_plan,
-        load_judges,
-        run_vote,
+    from longrm.synth.units import ReadResult
+    from longrm.synth.vote_job import VoteInputError, VoteJob, run_vote_job
+
+    job = VoteJob(
+        out=out,
+        rows=input_path,
+        from_judgments=from_judgments,
+        models=tuple(models or ()),
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
+        min_agree=min_agree,
+        judge_priority=tuple(p.strip() for p in (judge_priority or "").split(",") if p.strip()),
+        limit=limit,
+        skip_invalid=skip_invalid,
+        judge_options=options.replace(verdict="generate", force_score=force_score),
+        save_to_disk=save_to_disk,
     )
 
-    if (input_path is None) == (from_judgments is None):
-        raise fail("give either --in ROWS (judged by --model) or --from-judgments FILE")
-    if from_judgments is not None and models:
-        raise fail("--from-judgments votes on judgments already made: drop --model")
-    priority = tuple(p.strip() for p in (judge_priority or "").split(",") if p.strip())
-    settings = VoteSettings(
-        min_agree=min_agree, priority=priority, prompts_file=prompts, save_to_disk=save_to_disk
-    )
-    if min_agree < 2:
-        raise fail(f"--min-agree {min_agree}: a consensus needs at least 2 judges")
-    source = input_path if input_path is not None else from_judgments
-    assert source is not None
-    try:
-        read = read_units(source, skip_invalid=skip_invalid, limit=limit)
-    except (ItemError, FileNotFoundError) as err:
-        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
-        raise fail(f"{err}{hint}") from None
-    if read.skipped:
-        err_console.print(f"[yellow]skipped {len(read.skipped)} invalid rows[/]; first:")
-        err_console.print(f"  {read.skipped[0]}")
-    if not read.units:
-        raise fail(f"no rows to vote on in {source}")
-
-    judges: list[Judge] | None = None
-    specs = models or ["default"]
-    if input_path is not None:
-        try:
-            plan = judge_plan(specs, samples, temperature, seed)
-            kinds = {spec: resolve_kind(spec, None) for spec in specs}
-        except ValueError as err:
-            raise fail(str(err)) from None
-        for spec, kind in kinds.items():
-            if kind not in ("judge", "openai"):
-                raise fail(
-                    f"--model {spec} is a {kind} reward model: voting needs judges that write "
-                    "an explanation and a [Score: n] (a causal LM or openai:NAME@URL)"
-                )
-        options = RewardModelOptions(
-            verdict="generate",
-            prompts_file=prompts,
-            max_new_tokens=max_new_tokens,
-            max_length=max_length,
-            dtype=dtype,
-            thinking=thinking,
-            concurrency=concurrency,
-            timeout=timeout,
-            retries=retries,
-            openai_params=openai_params,
-            force_score=force_score,
-        )
-
-        def load(spec: str) -> RewardModel:
-            return load_reward_model(spec, dataclasses.replace(options, kind=kinds[spec]))
-
-        try:
-            judges = load_judges(plan, load)
-        except (ValueError, OSError) as err:
-            raise fail(str(err)) from None
+    def show_skipped(read: ReadResult) -> None:
+        if read.skipped:
+            err_console.print(f"[yellow]skipped {len(read.skipped)} invalid rows[/]; first:")
+            err_console.print(f"  {read.skipped[0]}")
 
     progress = RunProgress("voting", "units/min", f"units already judged in {out}")
-
     try:
         with progress:
-            outcome = run_vote(
-                read.units, judges, out, settings, on_start=progress.start, on_unit=progress.advance
+            result = run_vote_job(
+                job, on_read=show_skipped, on_start=progress.start, on_unit=progress.advance
             )
-    except (VoteMismatchError, ItemError, ValueError, FileExistsError) as err:
+    except VoteInputError as err:
+        hint = " (--skip-invalid skips such rows)" if err.skippable else ""
+        raise fail(f"{err}{hint}") from None
+    except (ItemError, ValueError, OSError) as err:
         raise fail(str(err)) from None
-    finally:
-        for model in {id(j.model): j.model for j in judges or []}.values():
-            model.close()
+    outcome = result.outcome
     for line in agreement.summary_lines(outcome.stats):
         console.print(line)
     written = outcome.stats["written"]
@@ -215,30 +162,7 @@ def vote_command(
     )
     for name, path in outcome.paths.items():
         console.print(f"{name}: {path}")
-    flags: dict[str, str | None] = {
-        "--in": str(input_path) if input_path is not None else None,
-        "--from-judgments": str(from_judgments) if from_judgments is not None else None,
-        "--out": str(out),
-        "--samples": str(samples) if samples != 1 else None,
-        "--temperature": str(temperature) if temperature else None,
-        "--seed": str(seed) if seed else None,
-        "--min-agree": str(min_agree) if min_agree != 2 else None,
-        "--judge-priority": judge_priority,
-        "--limit": str(limit) if limit is not None else None,
-        "--prompts": str(prompts) if prompts else None,
-        "--max-new-tokens": str(max_new_tokens) if input_path is not None else None,
-        "--max-length": str(max_length) if max_length else None,
-        "--dtype": dtype if dtype != "auto" else None,
-        "--openai-params": openai_params,
-    }
-    argv = [
-        part for spec in (specs if input_path is not None else []) for part in ("--model", spec)
-    ]
-    argv += [part for k, v in flags.items() if v is not None for part in (k, v)]
-    argv += ["--thinking"] * thinking + ["--skip-invalid"] * skip_invalid
-    argv += ["--force-score"] * (force_score and input_path is not None)
-    argv += ["--save-to-disk"] * save_to_disk
-    console.print("reproduce: longrm synth vote " + shlex.join(argv))
+    console.print("reproduce: longrm synth vote " + shlex.join(result.argv))
     if outcome.errors and not allow_errors:
         first = outcome.errors[0]
         raise fail(
@@ -317,7 +241,6 @@ def short2long_command(
 
     from longrm.bench.construct import parse_lengths
     from longrm.bench.haystack import load_haystack
-    from longrm.items import ItemError
     from longrm.models import resolve_model_path
     from longrm.synth.code_haystack import stdlib_code_haystack
     from longrm.synth.resume import OutputMismatchError, RowSink, fingerprint
@@ -340,16 +263,11 @@ def short2long_command(
         templates = Templates.load(variant, prompts)
     except (ValueError, OSError) as err:
         raise fail(str(err)) from None
-    try:
-        read = read_short_rows(
+    read = read_or_fail(
+        lambda: read_short_rows(
             input_path, skip_invalid=skip_invalid, limit=limit, need_question=not templates.question
         )
-    except (ItemError, FileNotFoundError) as err:
-        hint = "" if isinstance(err, FileNotFoundError) else " (--skip-invalid skips such rows)"
-        raise fail(f"{err}{hint}") from None
-    if read.skipped:
-        err_console.print(f"[yellow]skipped {len(read.skipped)} invalid rows[/]; first:")
-        err_console.print(f"  {read.skipped[0]}")
+    )
     if not read.rows:
         raise fail(f"no rows to pad in {input_path}")
     try:

@@ -3,7 +3,9 @@
 `paper` reproduces the rules of the LongRM authors' evaluator in our own code (REFERENCE.md
 section 7): the task is the file an item came from, each item is judged once in one display
 order drawn exactly as their evaluator draws it, verdicts are parsed by their rules (see
-`longrm.rm.verdicts.parse_paper_verdict`) and over-long prompts are cut by their rule.
+`longrm.rm.verdicts.parse_paper_verdict`) and over-long prompts are cut by their rule. The
+judge's part (`check_protocol`, `paper_cut`) lives in `longrm.rm.protocols` and is re-exported
+here for the evaluation's callers.
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from longrm.items import Item
+from longrm.rm.protocols import PROTOCOLS, check_protocol, paper_cut
 
-PROTOCOLS = ("longrm", "paper")
+__all__ = [
+    "PAPER_SEED",
+    "PROTOCOLS",
+    "check_protocol",
+    "paper_cut",
+    "paper_display_orders",
+    "paper_items",
+]
+
 PAPER_SEED = 42
-#: the authors cut templated prompts of this many tokens or more to their head and tail
-PAPER_CUT_AT = 131_072
-PAPER_KEEP_HEAD = 65_536
-PAPER_KEEP_TAIL = 65_531
-PAPER_MAX_NEW_TOKENS = 2048
-
-
-def check_protocol(name: str) -> str:
-    """Return `name` if it is a known protocol, else raise ValueError listing them."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
-    return name
 
 
 def paper_items(items: Sequence[Item]) -> list[Item]:
@@ -57,12 +56,3 @@ def paper_display_orders(items: Sequence[Item]) -> dict[str, list[int]]:
             rng.shuffle(order)
             orders[item.key] = order
     return orders
-
-
-def paper_cut(ids: list[int]) -> tuple[list[int], bool]:
-    """Return (ids, cut): the authors keep the first 65,536 and last 65,531 tokens of a templated
-    prompt of 131,072 tokens or more, whatever the model's window.
-    """
-    if len(ids) < PAPER_CUT_AT:
-        return ids, False
-    return ids[:PAPER_KEEP_HEAD] + ids[len(ids) - PAPER_KEEP_TAIL :], True

@@ -7,7 +7,6 @@ results.json's, a report recomputes them from the run's predictions files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from matplotlib.ticker import NullLocator
 from longrm.evaluate.compare import compare_runs
 from longrm.evaluate.intervals import IntervalSettings
 from longrm.evaluate.metrics import bucket_sort_key, bucket_tokens
-from longrm.evaluate.runner import PREDICTIONS, RESULTS, read_run, run_results
+from longrm.evaluate.run_files import PREDICTIONS, read_records, read_results, read_settings
+from longrm.evaluate.runner import run_results
 
 MISSING = "–"
 # The official files' order; tasks outside it follow alphabetically.
@@ -37,13 +37,10 @@ def load_results(run_dir: Path, ci: IntervalSettings | None = None) -> dict[str,
     results.json written before intervals existed is then returned as it is, and so is one
     without a predictions.jsonl beside it.
     """
-    path = Path(run_dir) / RESULTS
-    if not path.exists():
-        raise FileNotFoundError(f"no results.json in {run_dir}: evaluate the run first")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data = read_results(run_dir).as_dict()
     if ci is None or data.get("ci") == ci.as_dict() or not (Path(run_dir) / PREDICTIONS).exists():
         return data
-    predictions, ablated = read_run(run_dir)
+    predictions, ablated = read_records(run_dir)
     fresh = run_results(predictions, ablated, ci)
     counts = ("n_items", "n_records")
     if any(fresh[k] != data.get(k) for k in counts):
@@ -60,14 +57,8 @@ def load_results(run_dir: Path, ci: IntervalSettings | None = None) -> dict[str,
 
 def run_name(run_dir: Path) -> str:
     """Return a run's display name: run.json's "name", else its "model", else the dir name."""
-    meta_path = Path(run_dir) / "run.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if isinstance(meta, dict):
-            for key in ("name", "model"):
-                if meta.get(key):
-                    return str(meta[key])
-    return Path(run_dir).resolve().name
+    settings = read_settings(run_dir)
+    return (settings and (settings.name or settings.model)) or Path(run_dir).resolve().name
 
 
 def _pct(value: Any, ci: Any = None) -> str:
@@ -408,11 +399,8 @@ def run_names(run_dirs: list[Path], names: list[str] | None = None) -> list[str]
 
 
 def _bench_hash(run_dir: Path) -> str | None:
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("bench_hash")
-    return str(value) if value else None
+    settings = read_settings(run_dir)
+    return settings.bench_hash or None if settings else None
 
 
 def _p(value: float) -> str:
@@ -452,13 +440,13 @@ def comparison_markdown(
     base_dir, base = run_dirs[0], labels[0]
     if not (Path(base_dir) / PREDICTIONS).exists():
         return f"No paired comparison: {base_dir} has no {PREDICTIONS}."
-    base_preds = read_run(base_dir)[0]
+    base_preds = read_records(base_dir)[0]
     parts = []
     for run_dir, name in zip(run_dirs[1:], labels[1:], strict=True):
         if not (Path(run_dir) / PREDICTIONS).exists():
             parts.append(f"No paired comparison of {name}: {run_dir} has no {PREDICTIONS}.")
             continue
-        cmp = compare_runs(base_preds, read_run(run_dir)[0], ci)
+        cmp = compare_runs(base_preds, read_records(run_dir)[0], ci)
         header = ["", "items", _cell(base), _cell(name), "difference", "only A / only B", "p"]
         parts.append(f"### {_cell(base)} (A) against {_cell(name)} (B)")
         for title, entry in (("accuracy", cmp), ("order-debiased accuracy", cmp["debiased"])):

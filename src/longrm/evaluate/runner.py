@@ -15,52 +15,36 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longrm.evaluate.errors import RunMismatchError
 from longrm.evaluate.intervals import IntervalSettings
 from longrm.evaluate.metrics import compute_results, context_ablation, latest_records
 from longrm.evaluate.predictions import Prediction, append_predictions, read_predictions
+from longrm.evaluate.run_files import (
+    PREDICTIONS,
+    PREDICTIONS_ABLATED,
+    RESULTS,
+    RESULTS_SCHEMA,
+    RUN,
+    EvalSettings,
+    ablated_path,
+)
 from longrm.items import Item
 from longrm.rm.base import RewardModel, Verdict
 
-PREDICTIONS = "predictions.jsonl"
-PREDICTIONS_ABLATED = "predictions_ablated.jsonl"
-RESULTS = "results.json"
-RUN = "run.json"
-
-
-class RunMismatchError(ValueError):
-    """The output folder holds a run made with different arguments."""
-
-
-@dataclass
-class EvalSettings:
-    """What defines a run: a rerun with equal settings resumes, a different one is refused.
-
-    `name` only labels reports; every other field is part of the run's identity, so records
-    made under other settings (another benchmark, dtype, protocol...) can never mix.
-    """
-
-    model: str
-    kind: str
-    name: str = ""  # display name in reports; not part of the run's identity
-    verdict: str = ""
-    orders: int = 2
-    seed: int = 42
-    prompts: str = ""  # hash of the prompt templates (judge kinds)
-    max_new_tokens: int = 0
-    max_length: int | None = None
-    bench_hash: str = ""  # content hash of the whole benchmark as loaded
-    dtype: str = "auto"
-    attn: str | None = None
-    prefix_cache: bool = True
-    protocol: str = "longrm"
-    thinking: bool = False
-    rope_scaling: str | None = None
-    ablate_context: str | None = None  # None, "swap", "empty" or both: "swap,empty"
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = [
+    "PREDICTIONS",
+    "PREDICTIONS_ABLATED",
+    "RESULTS",
+    "EvalSettings",
+    "RunMismatchError",
+    "display_orders",
+    "evaluate",
+    "run_results",
+]
 
 
 def display_orders(item: Item, count: int, seed: int) -> list[list[int]]:
@@ -84,22 +68,6 @@ def display_orders(item: Item, count: int, seed: int) -> list[list[int]]:
     return chosen
 
 
-def ablated_path(folder: Path, index: int, method: str) -> Path:
-    """Return where the records of the index-th ablation method go.
-
-    The first method keeps predictions_ablated.jsonl (what single-method runs always wrote, so
-    they resume); each further one gets predictions_ablated_<method>.jsonl.
-    """
-    return folder / (PREDICTIONS_ABLATED if index == 0 else f"predictions_ablated_{method}.jsonl")
-
-
-def ablation_methods(ablate_context: str | None) -> list[str]:
-    """Return the methods of an `ablate_context` setting ("swap,empty" -> ["swap", "empty"])."""
-    if not ablate_context:
-        return []
-    return list(dict.fromkeys(m.strip() for m in ablate_context.split(",") if m.strip()))
-
-
 def run_results(
     predictions: Sequence[Prediction],
     ablated: Mapping[str, list[Prediction]],
@@ -112,21 +80,6 @@ def run_results(
     if ablated:
         results["context_ablation"] = context_ablation(predictions, dict(ablated), ci)
     return results
-
-
-def read_run(folder: str | Path) -> tuple[list[Prediction], dict[str, list[Prediction]]]:
-    """Return a run folder's records and its ablated records by method (from run.json's
-    `ablate_context`), for recomputing its results without the model.
-    """
-    folder = Path(folder)
-    run_file = folder / RUN
-    methods: list[str] = []
-    if run_file.exists():
-        methods = ablation_methods(
-            json.loads(run_file.read_text(encoding="utf-8")).get("ablate_context")
-        )
-    ablated = {m: read_predictions(ablated_path(folder, i, m)) for i, m in enumerate(methods)}
-    return read_predictions(folder / PREDICTIONS), {m: r for m, r in ablated.items() if r}
 
 
 def _repair_torn_tail(path: Path) -> None:
@@ -142,15 +95,24 @@ def _repair_torn_tail(path: Path) -> None:
 
 
 def _check_settings(out: Path, settings: EvalSettings) -> None:
-    """Write run.json, or refuse when the folder holds a run with other settings."""
+    """Write run.json, or refuse when the folder holds records made under other settings."""
     run_file = out / RUN
-    wanted = asdict(settings)
-    if run_file.exists():
+    wanted = settings.identity()
+    has_records = (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size
+    if run_file.exists() and has_records:
         found = json.loads(run_file.read_text(encoding="utf-8"))
-        diff = {
-            k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v and k != "name"
-        }
-        if diff and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
+        if found.get("scoring_version") != settings.scoring_version:
+            made_by = found.get("longrm_version") or "a longrm before versioned runs"
+            raise RunMismatchError(
+                f"{out} holds predictions scored by {made_by} (scoring version "
+                f"{found.get('scoring_version')}); this longrm {settings.longrm_version} scores "
+                f"the same inputs differently (scoring version {settings.scoring_version}), "
+                "so the records cannot mix: use another --out, or delete that folder to start "
+                "over",
+                setting="out",
+            )
+        diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+        if diff:
             changes = ", ".join(
                 f"{k}: {a!r} -> {b!r}"
                 + (" (the benchmark's content differs)" * (k == "bench_hash"))
@@ -158,9 +120,10 @@ def _check_settings(out: Path, settings: EvalSettings) -> None:
             )
             raise RunMismatchError(
                 f"{out} holds predictions made with other settings ({changes}); "
-                "use another --out, or delete that folder to start over"
+                "use another --out, or delete that folder to start over",
+                setting="out",
             )
-    run_file.write_text(json.dumps(wanted, indent=2), encoding="utf-8")
+    run_file.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
 
 
 def _judge(rm: RewardModel, item: Item, index: int, order: list[int]) -> Prediction:
@@ -291,7 +254,8 @@ def evaluate(
     predictions = _current(folder / PREDICTIONS, selected, n_orders)
     by_method = {m: _current(path, selected, n_orders) for m, path in ablated_paths.items()}
     results = run_results(predictions, by_method, ci)
-    results["settings"] = asdict(settings)
+    results["schema_version"] = RESULTS_SCHEMA
+    results["settings"] = settings.model_dump()
     results["model"] = rm.info()
     every_ablated = [p for recs in by_method.values() for p in recs]
     results["throughput"] = throughput(predictions + every_ablated)

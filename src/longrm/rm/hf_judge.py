@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import torch
 
-from longrm.evaluate.protocol import check_protocol, paper_cut
 from longrm.items import Messages
 from longrm.rm.base import PointwiseJudgment, RewardModel, Sampling, Verdict
 from longrm.rm.hf_common import (
@@ -27,6 +26,7 @@ from longrm.rm.hf_common import (
     render_chat,
 )
 from longrm.rm.prompts import PromptSet
+from longrm.rm.protocols import check_protocol, paper_cut
 from longrm.rm.verdicts import (
     parse_paper_verdict,
     parse_ranking,

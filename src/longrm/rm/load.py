@@ -1,40 +1,19 @@
-"""Turn a model spec and a kind into a RewardModel: the one place that knows every backend."""
+"""Turn a model spec and a kind into a RewardModel: the one place that knows every backend.
+
+The options are declared once, each with its flag and help, in `longrm.options`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from longrm.models import is_sequence_classifier, resolve_model_path
+from longrm.options import RewardModelOptions
 from longrm.rm.base import RewardModel
 from longrm.rm.prompts import PromptSet
 
 Kind = Literal["scalar", "likelihood", "judge", "openai"]
 KINDS: tuple[str, ...] = ("scalar", "likelihood", "judge", "openai")
-
-
-@dataclass
-class RewardModelOptions:
-    """How to build a reward model; every field maps to an `longrm eval` flag."""
-
-    kind: str | None = None  # None: openai for openai:..., scalar for classifiers, else judge
-    verdict: str = "generate"  # judge/openai: generate or logprob
-    prompts_file: Path | None = None
-    prefix_cache: bool = True
-    max_new_tokens: int = 256
-    max_length: int | None = None  # the window; default: the model's max_position_embeddings
-    dtype: str = "auto"
-    attn_implementation: str | None = None
-    concurrency: int = 8  # openai only
-    timeout: float = 600.0  # openai only
-    retries: int = 3  # openai only
-    protocol: str = "longrm"  # judge kinds: "paper" parses and cuts by the authors' rules
-    thinking: bool = False  # judges whose chat template can think (Qwen3 enable_thinking)
-    rope_scaling: str | None = None  # e.g. "yarn:4"; applied when max_length passes the window
-    prefill: bool = False  # openai: continue an assistant message that opens the verdict
-    openai_params: str | None = None  # openai: a JSON object or a named request profile
-    force_score: bool = False  # local judges: read a missing [Score: n] by likelihood (voting)
 
 
 def resolve_kind(spec: str | None, kind: str | None) -> str:

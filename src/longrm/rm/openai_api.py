@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import openai
 from openai.resources.chat.completions import Completions
 
-from longrm.evaluate.protocol import check_protocol
 from longrm.items import Messages
 from longrm.rm.base import PointwiseJudgment, RewardModel, Sampling, Verdict
 from longrm.rm.prompts import PromptSet, example_verdict, letters
+from longrm.rm.protocols import check_protocol
 from longrm.rm.verdicts import parse_paper_verdict, parse_ranking, parse_score
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -9,14 +9,10 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from longrm.synth.units import UNPARSEABLE
-
-if TYPE_CHECKING:
-    from longrm.synth.units import Judgment
-    from longrm.synth.vote import Vote
-
+from longrm.synth.units import UNPARSEABLE, Judgment
+from longrm.synth.vote import Vote
 
 _COUNTS = ("judgments", "unparseable", "forced", "with_consensus", "agree")
 

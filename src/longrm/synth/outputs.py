@@ -21,15 +21,13 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from longrm.items import BEST_OF_N, PAIRWISE, SHORT_BUCKET, Item, Messages, item_to_row
 from longrm.rm.prompts import PromptSet
 from longrm.synth.templates import with_response
-
-if TYPE_CHECKING:
-    from longrm.synth.units import Judgment, VoteItem
-    from longrm.synth.vote import Vote
+from longrm.synth.units import Judgment, VoteItem, row_bucket, row_tokens
+from longrm.synth.vote import Vote
 
 JUDGMENTS_FILE = "judgments.jsonl"
 SFT_FILE = "sft.jsonl"
@@ -41,9 +39,6 @@ SYNTH_TASK = "synth"
 # The pattern parse_score reads (rm/verdicts.py): the verdict ends at the last match.
 _SCORE_TAG = re.compile(r"\[\s*Score\s*:\s*(-?\d+(?:\.\d+)?)\s*\]", re.IGNORECASE)
 _ANALYSIS_TAG = re.compile(r"^\s*\[\s*Analysis\s*\]\s*", re.IGNORECASE)
-# Row fields that may name a unit's length bucket or its prompt's token count.
-_BUCKET_FIELDS = ("length_bucket", "ctx_length_for_length", "length", "ctx_length")
-_TOKEN_FIELDS = ("prompt_ctx_length", "prompt_tokens", "length")
 
 
 def short_prompt(context: str, question: str, tag: str | None = None) -> Messages:
@@ -93,21 +88,6 @@ def format_judgment(text: str, score: int | None) -> str:
     return f"[Analysis]\n{body.strip()}\n[Score: {score}]"
 
 
-def _first_field(row: dict[str, Any], names: Sequence[str], kind: type) -> Any:
-    """Return the first of `names` in the row whose value is of `kind`, else None."""
-    for name in names:
-        value = row.get(name)
-        if isinstance(value, kind) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def row_bucket(row: dict[str, Any]) -> str | None:
-    """Return the length bucket a row names ("8k"), None when it names none."""
-    found = _first_field(row, _BUCKET_FIELDS, str)
-    return str(found) if found else None
-
-
 def _bucket(unit: VoteItem) -> str:
     """Return the unit's length bucket: a bucket field of its row, "short" without a long
     prompt, else "" (unknown).
@@ -121,7 +101,7 @@ def _carried(unit: VoteItem) -> dict[str, Any]:
     """
     row = dict(unit.row)
     row.update(context=unit.context, query=unit.question, answer=unit.response, key=unit.key)
-    tokens = _first_field(unit.row, _TOKEN_FIELDS, int)
+    tokens = row_tokens(unit.row)
     row["prompt_ctx_length"] = tokens if unit.prompt is not None else None
     if not isinstance(row.get("insert_index"), int) or isinstance(row.get("insert_index"), bool):
         row["insert_index"] = None
@@ -260,7 +240,7 @@ def bench_items(records: Sequence[tuple[VoteItem, Sequence[Judgment], Vote]]) ->
                 tasktype=PAIRWISE if n == 2 else BEST_OF_N,
                 subtype="" if n == 2 else str(n),
                 length_bucket=_bucket(first),
-                length=_first_field(first.row, _TOKEN_FIELDS, int) or 0,
+                length=row_tokens(first.row) or 0,
                 prompt=task_prompt(first),
                 question=first.question,
                 candidates=[u.response for _, u in ranked],

@@ -3,8 +3,9 @@
 A pointwise row (context, question, response) is one unit; a pairwise row (chosen, rejected) is
 split into two units, judged and voted on separately, as the paper does. Judges see the SHORT key
 context, where judging is reliable; the training rows then put the consensus judgment after the
-LONG padded prompt when the row carries one (see outputs.py). A unit may carry judgments already
-made (a `--from-judgments` file, or a run's judgments.jsonl read back on resume).
+LONG padded prompt when the row carries one (outputs.py, which imports this module). A unit may
+carry judgments already made (a `--from-judgments` file, or a run's judgments.jsonl read back on
+resume).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from longrm.items import ItemError, Messages, iter_rows, validate_row
-from longrm.synth import outputs
 
 #: the score recorded for a judgment without a well-formed `[Score: n]` (n an integer 0..10)
 UNPARSEABLE = -1
@@ -33,6 +33,9 @@ MAX_SCORE = 10
 LONG_PROMPT_FIELDS = ("prompt_messages", "long_prompt", "prompt_template")
 QUESTION_FIELDS = ("question", "query", "prompt")
 RESPONSE_FIELDS = ("response", "answer")
+#: row fields that may name a unit's length bucket ("8k"), and its long prompt's token count
+BUCKET_FIELDS = ("length_bucket", "ctx_length_for_length", "length", "ctx_length")
+TOKEN_FIELDS = ("prompt_ctx_length", "prompt_tokens", "length")
 # Fields a unit re-derives (or the outputs own): never carried over from an input row.
 _NOT_CARRIED = frozenset(
     {
@@ -134,6 +137,27 @@ class VoteItem:
             line["prompt_messages"] = self.prompt
         line["judgments"] = [j.to_json() for j in judgments]
         return line
+
+
+def _first_field(row: dict[str, Any], names: Sequence[str], kind: type) -> Any:
+    """Return the first of `names` in the row whose value is of `kind`, else None."""
+    for name in names:
+        value = row.get(name)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def row_bucket(row: dict[str, Any]) -> str | None:
+    """Return the length bucket a row names ("8k"), None when it names none."""
+    found = _first_field(row, BUCKET_FIELDS, str)
+    return str(found) if found else None
+
+
+def row_tokens(row: dict[str, Any]) -> int | None:
+    """Return the token count of the long prompt a row names, None when it names none."""
+    found = _first_field(row, TOKEN_FIELDS, int)
+    return int(found) if found is not None else None
 
 
 def to_score(value: float | None) -> int:
@@ -271,7 +295,7 @@ def units_from_row(row: dict[str, Any], where: str, line: int) -> list[VoteItem]
     elif len(responses) > 1:
         group = str(row_id) if row_id is not None else _digest(context, question, responses, prompt)
     else:  # pointwise rows answering one question at one length form a group
-        group = _digest(context, question, outputs.row_bucket(row) if prompt is not None else None)
+        group = _digest(context, question, row_bucket(row) if prompt is not None else None)
     given_key = row.get("key")
     if given_key is not None and (not isinstance(given_key, str) or not given_key):
         raise ItemError(where, line, "key", f"expected a non-empty text, got {given_key!r}")

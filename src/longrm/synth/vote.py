@@ -2,7 +2,8 @@
 short key context; the plurality score is the label and its explanation the training target.
 
 This module is the rule alone: from one unit's judgments to its Vote. Reading units is units.py;
-running the judges and writing the outputs is voting_run.py.
+running the judges and writing the outputs is voting_run.py; a whole `synth vote` (read, load
+the judges, run, the command line again) is vote_job.py.
 """
 
 from __future__ import annotations

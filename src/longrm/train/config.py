@@ -3,7 +3,8 @@
 Every field is settable from a YAML file (`--config FILE.yaml`) and from flags (`--beta 2.5`
 or `--beta=2.5`; flags win). Defaults follow the paper's settings table (REFERENCE.md section 3)
 where it gives one; everything TrainingArguments offers (DeepSpeed, bf16, schedulers, saving)
-is there too.
+is there too. Each config's docstring lists its own fields ("Parameters:", TRL style), built
+from the same `help` metadata the flags show, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from longrm.options import documented
 
+
+@documented
 @dataclass
 class TrainConfig(TrainingArguments):
     """Fields every longrm trainer shares."""
@@ -147,6 +151,7 @@ _LAYOUT_HELP = (
 )
 
 
+@documented
 @dataclass
 class SftConfig(TrainConfig):
     """Stage I: cold-start SFT, loss on the judgment only."""
@@ -160,6 +165,7 @@ class SftConfig(TrainConfig):
     gradient_accumulation_steps: int = field(default=2, metadata={"help": _PAIR_STEP_HELP})
 
 
+@documented
 @dataclass
 class AlignConfig(TrainConfig):
     """Stage II: preference optimisation of judgments (LOGO by default)."""
@@ -213,6 +219,7 @@ class AlignConfig(TrainConfig):
     gradient_accumulation_steps: int = field(default=2, metadata={"help": _PAIR_STEP_HELP})
 
 
+@documented
 @dataclass
 class DisrmConfig(TrainConfig):
     """The discriminative RM: a scalar head, Bradley-Terry against the mean of V negatives.

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from longrm.bench.construct import FAMILIES, build_suite, parse_lengths
 from longrm.evaluate.ablation import METHODS
 from longrm.evaluate.intervals import IntervalSettings
+from longrm.evaluate.predictions import Prediction
 from longrm.items import Item
+from longrm.options import RewardModelOptions
 from longrm.train.goals import Goal
 from longrm.train.heldout import overlap
 from longrm.train.reproduce_cost import Costs, estimate_line, minutes
@@ -41,12 +43,16 @@ from longrm.train.reproduce_report import (
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from longrm.evaluate.api import EvalRun
+
 MARKER = "reproduce-step.json"
 DATA = "data.json"
 PAIRWISE = ("pairwise",)
 CONTROL_WORDS = {"swap": "swapped", "empty": "emptied"}
 
 Log = Callable[[str], None]
+#: judges one evaluation step: (step, held-out bench, track folder) -> the run
+RunEval = Callable[["EvalStep", Path, Path], "EvalRun"]
 
 
 class ReproError(RuntimeError):
@@ -105,6 +111,34 @@ class EvalStep:
     def command(self, bench: Path, out: Path) -> str:
         """Return the shell command that makes this run."""
         return "longrm eval " + shlex.join(self.argv(bench, out))
+
+    def options(self) -> RewardModelOptions:
+        """Return the reward-model options its command's flags give (one call at a time, no
+        retries: a local model, and an error is recorded and judged again on a rerun).
+        """
+        options = RewardModelOptions(kind=self.kind, concurrency=1, retries=0)
+        if self.verdict:
+            options = options.replace(verdict=self.verdict)
+        if self.max_new_tokens is not None:
+            options = options.replace(max_new_tokens=self.max_new_tokens)
+        return options
+
+    def run(
+        self,
+        bench: Path,
+        out: Path,
+        on_start: Callable[[int, int], None] | None = None,
+        on_record: Callable[[Prediction], None] | None = None,
+    ) -> EvalRun:
+        """Return the run its command makes, made through `longrm.evaluate` (so the printed
+        command and this run share one identity and resume each other).
+        """
+        from longrm.evaluate.api import evaluate
+
+        return evaluate(
+            bench, self.folder(out), self.model, self.options(), ablate_context=self.ablate,
+            name=self.name, on_start=on_start, on_record=on_record,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -304,25 +338,23 @@ def evaluate(
     step: EvalStep,
     bench: Path,
     out: Path,
-    run_eval: Callable[[EvalStep, Path, Path], None],
+    run_eval: RunEval,
     log: Log,
 ) -> float:
     """Run an evaluation unless it finished; return the seconds it took (when reused, those
     of the run that made it).
 
-    `run_eval(step, bench, folder)` judges (the CLI's `longrm eval`, so a printed command and
-    the run it reproduces share one code path). A run whose records ended in errors is left
-    unmarked, so a rerun judges them again.
+    `run_eval(step, bench, out)` judges (`EvalStep.run`, through `longrm.evaluate`, with what
+    progress display the caller adds). A run whose records ended in errors is left unmarked, so
+    a rerun judges them again.
     """
     folder, command = step.folder(out), step.command(bench, out)
     if (took := finished(folder, command)) is not None:
         log(f"eval {step.label}: reusing {folder}")
         return took
     start = time.perf_counter()
-    run_eval(step, bench, folder)
+    errors = run_eval(step, bench, out).errors
     seconds = time.perf_counter() - start
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    errors = results.get("errors", 0) + (results.get("context_ablation") or {}).get("errors", 0)
     if errors:
         log(f"eval {step.label}: {errors} records ended in an error; rerun to judge them again")
     else:
@@ -330,9 +362,7 @@ def evaluate(
     return seconds
 
 
-def run_plan(
-    plan: Plan, out: Path, run_eval: Callable[[EvalStep, Path, Path], None], log: Log
-) -> dict[str, float]:
+def run_plan(plan: Plan, out: Path, run_eval: RunEval, log: Log) -> dict[str, float]:
     """Run every step of the plan in order; return the seconds each took."""
     times = {step.label: train(step, out, log) for step in plan.train}
     for step in plan.evals:
@@ -365,7 +395,7 @@ def reproduce_track(
     out: Path,
     model: str,
     tokenizer: PreTrainedTokenizerBase,
-    run_eval: Callable[[EvalStep, Path, Path], None],
+    run_eval: RunEval,
     log: Log,
     costs: Costs | None = None,
     ci: IntervalSettings | None = None,

@@ -27,7 +27,7 @@ from longrm.evaluate.metrics import (
     pairwise_correct,
 )
 from longrm.evaluate.predictions import Prediction
-from longrm.evaluate.runner import read_run
+from longrm.evaluate.run_files import read_records
 from longrm.train.goals import Goal
 
 METRICS = {
@@ -64,7 +64,7 @@ class RunRecords:
     @classmethod
     def read(cls, folder: Path) -> RunRecords:
         """Return the records of a `longrm eval` run folder."""
-        records, ablated = read_run(folder)
+        records, ablated = read_records(folder)
         return cls(_pairwise(records), {m: _pairwise(r) for m, r in ablated.items()})
 
     def values(self, metric: str = "accuracy", condition: str = "context") -> dict[str, float]:
