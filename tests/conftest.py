@@ -27,6 +27,26 @@ _SHARED = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
 RELEASE = next((p for p in _SHARED if p.exists()), _SHARED[0]) / "data" / "longrm-release"
 
 
+@pytest.fixture(autouse=True)
+def run_folders_read_back(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every run folder a test leaves in its tmp_path must read back with `longrm.read_run`
+    (typed run.json, results.json and records), so no code path writes a run file the typed
+    models refuse. Tests that write broken run files on purpose carry `bad_run_files`.
+    """
+    wanted = "tmp_path" in request.fixturenames and not request.node.get_closest_marker(
+        "bad_run_files"
+    )
+    root: Path | None = request.getfixturevalue("tmp_path") if wanted else None
+    yield
+    if root is None:
+        return
+    from longrm import read_run
+
+    for results in sorted(root.rglob("results.json")):
+        if (results.parent / "run.json").exists():
+            read_run(results.parent, records=True)
+
+
 @pytest.fixture(scope="session")
 def default_model_path() -> str:
     """The default model converted into the cache (once per machine)."""

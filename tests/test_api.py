@@ -90,6 +90,27 @@ def test_every_declared_option_is_an_eval_flag_with_its_type_default_and_help() 
     assert flags - declared == EVAL_FLAGS - {"--help"}  # nothing else is a flag
 
 
+@pytest.mark.parametrize(
+    ("path", "defaults"),
+    [(("serve",), {"max_new_tokens": 512}), (("bon",), {"max_new_tokens": 512})],
+)
+def test_serve_and_bon_take_every_declared_option_from_the_declaration(
+    path: tuple[str, ...], defaults: dict[str, Any]
+) -> None:
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    params = {p.name: p for p in command.params if p.param_type_name == "option"}
+    for f in option_fields():
+        flag = flag_name(f)
+        if flag is None:
+            assert f.name not in params
+            continue
+        param = params[f.name]
+        assert flag in param.opts and param.help == f.metadata["help"], f.name
+        assert param.default == defaults.get(f.name, f.default), f.name
+
+
 def test_the_run_identity_and_run_json_name_the_same_fields() -> None:
     identity = run_identity(RewardModelOptions(), "judge")
     record = set(EvalSettings.model_fields) - set(NOT_IDENTITY) - {"scoring_version"}
@@ -255,6 +276,7 @@ def test_a_resume_across_a_scoring_change_is_refused(tiny_causal: str, tmp_path:
     assert read_run(folder).settings.scoring_version is None  # read back as unknown
 
 
+@pytest.mark.bad_run_files
 def test_bad_and_newer_run_files_are_clear_errors(tiny_causal: str, tmp_path: Path) -> None:
     folder = _likelihood_run(tiny_causal, tmp_path / "run")
     results = json.loads((folder / "results.json").read_text())

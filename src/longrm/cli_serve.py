@@ -10,44 +10,24 @@ from typing import Annotated
 import typer
 
 from longrm.cli_common import (
-    AttnOpt,
-    ConcurrencyOpt,
-    DtypeOpt,
-    KindOpt,
-    MaxLengthOpt,
     ModelOpt,
-    OpenAIParamsOpt,
-    PrefillOpt,
-    PrefixCacheOpt,
-    PromptsOpt,
-    RetriesOpt,
-    RopeScalingOpt,
     RunProgress,
-    ThinkingOpt,
-    TimeoutOpt,
-    VerdictOpt,
     console,
     err_console,
     fail,
-    reward_model_options,
+    reward_model_flags,
 )
+from longrm.options import RewardModelOptions
 from longrm.serve import DEFAULT_QUEUE_WAIT, DEFAULT_REQUEST_TIMEOUT
 
-MaxNewTokensOpt = Annotated[
-    int,
-    typer.Option(
-        help="Tokens a generating judge may write per verdict (and the default max_tokens of "
-        "/v1/chat/completions)."
-    ),
-]
-ProtocolOpt = Annotated[
-    str, typer.Option(help="longrm | paper (the authors' verdict parsing and cut).")
-]
+# Served models write verdicts per request: a smaller budget than `longrm eval`'s.
+SERVE_DEFAULTS = {"max_new_tokens": 512}
+_FROM_FLAGS = RewardModelOptions()
 
 
+@reward_model_flags(defaults=SERVE_DEFAULTS)
 def serve_command(
     model: ModelOpt = "default",
-    kind: KindOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[
@@ -112,21 +92,7 @@ def serve_command(
             metavar="MODEL_OR_FOLDER",
         ),
     ] = None,
-    verdict: VerdictOpt = "generate",
-    protocol: ProtocolOpt = "longrm",
-    prompts: PromptsOpt = None,
-    prefix_cache: PrefixCacheOpt = True,
-    max_new_tokens: MaxNewTokensOpt = 512,
-    thinking: ThinkingOpt = False,
-    max_length: MaxLengthOpt = None,
-    rope_scaling: RopeScalingOpt = None,
-    dtype: DtypeOpt = "auto",
-    attn: AttnOpt = None,
-    concurrency: ConcurrencyOpt = 8,
-    timeout: TimeoutOpt = 600.0,
-    retries: RetriesOpt = 3,
-    prefill: PrefillOpt = False,
-    openai_params: OpenAIParamsOpt = None,
+    options: RewardModelOptions = _FROM_FLAGS,
 ) -> None:
     """Serve a reward model over HTTP: score, compare, rank, OpenRLHF's /get_reward, vLLM's
     /classify, slime's /slime/reward, OpenAI chat completions, /health and Prometheus /metrics.
@@ -148,13 +114,8 @@ def serve_command(
         except (ValueError, OSError) as err:
             raise fail(f"--policy-template {policy_template}: {err}") from None
     try:
-        resolved = resolve_kind(model, kind)
-        options = reward_model_options(
-            kind=resolved, verdict=verdict, prompts=prompts, prefix_cache=prefix_cache,
-            max_new_tokens=max_new_tokens, max_length=max_length, rope_scaling=rope_scaling,
-            dtype=dtype, attn=attn, concurrency=concurrency, timeout=timeout, retries=retries,
-            protocol=protocol, thinking=thinking, prefill=prefill, openai_params=openai_params,
-        )  # fmt: skip
+        resolved = resolve_kind(model, options.kind)
+        options = options.replace(kind=resolved)
         start = time.perf_counter()
         rm = load_reward_model(model, options)
     except (ValueError, OSError) as err:
@@ -170,7 +131,7 @@ def serve_command(
         max_batch=max_batch,
         batch_wait=batch_wait_ms / 1000,
         request_timeout=request_timeout,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=options.max_new_tokens,
         unscored_reward=unscored_reward,
         policy_template=policy_template,
     )
@@ -195,6 +156,7 @@ def serve_command(
         rm.close()
 
 
+@reward_model_flags(defaults=SERVE_DEFAULTS)
 def bon_command(
     in_path: Annotated[
         Path,
@@ -208,23 +170,8 @@ def bon_command(
         Path, typer.Option(help="Picks JSONL (appended; a rerun resumes): SFT-ready 'messages'.")
     ],
     model: ModelOpt = "default",
-    kind: KindOpt = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad rows (counted).")] = False,
-    verdict: VerdictOpt = "generate",
-    protocol: ProtocolOpt = "longrm",
-    prompts: PromptsOpt = None,
-    prefix_cache: PrefixCacheOpt = True,
-    max_new_tokens: MaxNewTokensOpt = 512,
-    thinking: ThinkingOpt = False,
-    max_length: MaxLengthOpt = None,
-    rope_scaling: RopeScalingOpt = None,
-    dtype: DtypeOpt = "auto",
-    attn: AttnOpt = None,
-    concurrency: ConcurrencyOpt = 8,
-    timeout: TimeoutOpt = 600.0,
-    retries: RetriesOpt = 3,
-    prefill: PrefillOpt = False,
-    openai_params: OpenAIParamsOpt = None,
+    options: RewardModelOptions = _FROM_FLAGS,
 ) -> None:
     """Best-of-N: rank each prompt's rollouts, keep the best (and the ranking); resumable."""
 
@@ -240,13 +187,8 @@ def bon_command(
     if skipped:
         err_console.print(f"[yellow]skipped {len(skipped)} invalid rows[/]; first: {skipped[0]}")
     try:
-        resolved = resolve_kind(model, kind)
-        options = reward_model_options(
-            kind=resolved, verdict=verdict, prompts=prompts, prefix_cache=prefix_cache,
-            max_new_tokens=max_new_tokens, max_length=max_length, rope_scaling=rope_scaling,
-            dtype=dtype, attn=attn, concurrency=concurrency, timeout=timeout, retries=retries,
-            protocol=protocol, thinking=thinking, prefill=prefill, openai_params=openai_params,
-        )  # fmt: skip
+        resolved = resolve_kind(model, options.kind)
+        options = options.replace(kind=resolved)
         rm = load_reward_model(model, options)
     except (ValueError, OSError) as err:
         raise fail(str(err)) from None
