@@ -231,12 +231,13 @@ def option_argv(options: RewardModelOptions, kind: str) -> list[str]:
         judges_only = f.metadata.get("identity") == "judges"
         if flag is None or value is None or (judges_only and not is_judge_kind(kind)):
             continue
-        if f.name == "kind" or (judges_only and f.name != "prompts_file"):
-            argv += [flag, str(value)]
-        elif value == f.default:
-            continue
-        elif isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(value)]
+        if f.name == "kind" or (judges_only and f.name != "prompts_file") or value != f.default:
+            argv += flag_argv(flag, value)
     return argv
+
+
+def flag_argv(flag: str, value: Any) -> list[str]:
+    """Return the words that set `flag` to `value`: `--x` / `--no-x` for a boolean."""
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + flag[2:]]
+    return [flag, str(value)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from longrm.items import ItemError
 from longrm.options import (
     RewardModelOptions,
+    flag_argv,
     flag_name,
     is_judge_kind,
     option_fields,
@@ -237,12 +238,6 @@ def judge_option_argv(options: RewardModelOptions, judged: bool) -> list[str]:
             continue
         flag = flag_name(f) or FORCE_SCORE_FLAG
         value = getattr(options, f.name)
-        if f.name == "max_new_tokens":
-            argv += [flag, str(value)]
-        elif value == getattr(defaults, f.name) or value is None:
-            continue
-        elif isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(value)]
+        if f.name == "max_new_tokens" or value not in (getattr(defaults, f.name), None):
+            argv += flag_argv(flag, value)
     return argv
