@@ -17,7 +17,6 @@ import logging
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import free_port
+from test_serve import ServeProcess
 
 from longrm.integrations.client import RemoteScoreError, ScoreClient, as_messages
 from longrm.integrations.trl import RemoteReward
@@ -45,31 +45,14 @@ VERL_HINT = f"{VERL_WHEEL} is missing: pip download --no-deps verl==0.9.1 -d {VE
 def service(tiny_scalar: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `longrm serve` process on the tiny scalar RM; yields its base URL."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "longrm", "serve", "--port", str(port), "--model", tiny_scalar,
-        "--kind", "scalar", "--name", "tiny-rm", "--max-request-tokens", "3000",
-    ]  # fmt: skip
-    with log.open("wb") as fh:
-        process = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT)
+    server = ServeProcess(
+        log, "--model", tiny_scalar, "--kind", "scalar", "--name", "tiny-rm",
+        "--max-request-tokens", "3000",
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"longrm serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"longrm serve did not answer /health:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield url
+        yield server.wait_ready(timeout=120)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
