@@ -36,7 +36,7 @@ demo: setup
 reproduce: setup
 	$(BIN)/longrm reproduce --track disrm --out reproduce-out/disrm
 
-# The two-stage judge: verdict-only Stage I, Stage II on the verdict tokens (estimated 58 minutes).
+# The two-stage judge: verdict-only Stage I, Stage II on the verdict tokens (estimated 114 minutes).
 reproduce-judge: setup
 	$(BIN)/longrm reproduce --track judge --out reproduce-out/judge
 

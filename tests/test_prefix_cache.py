@@ -213,3 +213,126 @@ def test_prefix_tree_logprobs_equal_one_pass_each(tiny_causal: str, attn: str) -
     before = runner.tokens_reused
     assert runner.forward(other + [3], 280).shape == (1, model.config.vocab_size)
     assert runner.tokens_reused - before == 280
+
+
+# ------------------------------------------------------------------------------------------------
+# several sequences over one shared prefix: right-padded batches over its cache
+
+
+def _plain_outputs(model: PreTrainedModel, ids: list[int], start: int) -> torch.Tensor:
+    """Return what `PrefixForward.forward(ids, start)` should give, from one uncached pass."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits
+    return logits if logits.dim() == 2 else logits[0, start:]
+
+
+def _assert_forward_many_matches(
+    runner: PrefixForward, seqs: list[list[int]], starts: list[int], atol: float = 1e-4
+) -> int:
+    """Check forward_many against one uncached pass per sequence; return its model passes."""
+    calls: list[int] = []
+    handle = runner.model.base_model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        got = runner.forward_many(seqs, starts)
+    finally:
+        handle.remove()
+    assert len(got) == len(seqs)
+    for out, ids, start in zip(got, seqs, starts, strict=True):
+        want = _plain_outputs(runner.model, ids, start)
+        assert out.shape == want.shape
+        assert torch.allclose(out, want, atol=atol), (out - want).abs().max()
+    return len(calls)
+
+
+def test_padded_batch_logits_equal_one_pass_each(tiny_causal: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    runner = PrefixForward(model, enabled=True)
+    prefix = list(range(100, 400))
+    # one token, sixty, none, a pad token inside, a repeat of the prefix's start
+    tails = [[5], list(range(700, 760)), [], [9, 2, 9], prefix[:40]]
+    seqs = [prefix + t for t in tails]
+    starts = [299, 310, 299, 299, 330]
+    # the prefix once, then all five rows in one padded pass
+    assert _assert_forward_many_matches(runner, seqs, starts) == 2
+    # the prefix but its last token computed once, then each row: that token and its tail
+    computed = 299 + sum(1 + len(t) for t in tails)
+    assert runner.tokens_computed == computed
+    assert runner.tokens_reused == sum(map(len, seqs)) - computed
+    # the cache holds exactly the prefix, one row: the next call reuses all of it, same numbers
+    before = runner.tokens_reused
+    assert torch.allclose(
+        runner.forward(prefix + [7, 8], 300), _plain_outputs(model, prefix + [7, 8], 300), atol=1e-4
+    )
+    assert runner.tokens_reused - before == 300
+    # warm: a prompt sharing 250 tokens encodes its 49 new ones (not the last) before the rows
+    other = prefix[:250] + list(range(800, 850))
+    before = runner.tokens_computed
+    _assert_forward_many_matches(runner, [other + [1, 2], other + [3]], [299, 299])
+    assert runner.tokens_computed - before == 49 + 3 + 2
+
+
+def test_padded_batch_classifier_values_equal_one_pass_each(tiny_scalar: str) -> None:
+    """The head is read at each row's own last token, whatever padding follows it."""
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_scalar).eval()
+    runner = PrefixForward(model, enabled=True)
+    prefix = list(range(100, 300))
+    tails = [[5], list(range(700, 790)), [], [9, 2, 9], [4, 4]]
+    seqs = [prefix + t for t in tails]
+    assert _assert_forward_many_matches(runner, seqs, [len(s) - 1 for s in seqs], 1e-5) == 2
+    assert runner.tokens_computed == 199 + sum(1 + len(t) for t in tails)
+    values = [float(v) for v in runner.forward_many(seqs, [len(s) - 1 for s in seqs])]
+    assert len({round(v, 5) for v in values}) == len(values)  # padding did not pool one row
+
+
+def test_padded_batches_split_into_chunks(
+    tiny_causal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from longrm.rm import prefix_cache
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    prefix = list(range(100, 400))
+    tails = [list(range(500, 500 + n)) for n in (3, 40, 1, 25, 60, 8)]
+    seqs = [prefix + t for t in tails]
+    starts = [299] * len(seqs)
+    for tokens, context in ((90, 1 << 15), (4096, 700)):
+        monkeypatch.setattr(prefix_cache, "_BATCH_TOKENS", tokens)
+        monkeypatch.setattr(prefix_cache, "_BATCH_CONTEXT", context)
+        runner = PrefixForward(model, enabled=True)
+        # the prefix, then three chunks within the limits
+        assert _assert_forward_many_matches(runner, seqs, starts) == 1 + 3
+        before = runner.tokens_reused
+        runner.forward(prefix + [7], 299)
+        assert runner.tokens_reused - before == 299  # the cache is the prefix after chunks too
+
+
+@pytest.mark.parametrize("kind", ["mistral", "gemma2"])
+def test_padded_batches_on_sliding_window_models(kind: str) -> None:
+    model = _sliding(kind, window=32)
+    runner = PrefixForward(model, enabled=True)
+    prefix = list(range(100, 300))
+    tails = [[5], list(range(400, 450)), [6, 7, 8]]  # fifty tokens cross the window
+    _assert_forward_many_matches(runner, [prefix + t for t in tails], [199, 210, 199])
+
+
+def test_without_a_cache_each_sequence_runs_alone() -> None:
+    torch.manual_seed(0)
+    model = Lfm2ForCausalLM(Lfm2Config(**_TINY_SHAPE, layer_types=["conv", "full_attention"]))
+    runner = PrefixForward(model.eval(), enabled=True)
+    prefix = list(range(100, 200))
+    seqs = [prefix + [5, 6], prefix + [7]]
+    assert _assert_forward_many_matches(runner, seqs, [99, 99]) == 2
+    assert runner.tokens_computed == sum(map(len, seqs)) and runner.tokens_reused == 0
+
+
+def test_failed_padded_batch_leaves_no_half_updated_cache(tiny_causal: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    runner = PrefixForward(model, enabled=True)
+    prefix = list(range(100, 400))
+    seqs = [prefix + [5, 6], prefix + list(range(600, 630))]
+    # the second pass is the padded one: layer 0 grows the expanded cache, layer 1 fails
+    handle = model.model.layers[1].register_forward_pre_hook(_FailOnce(at=2))
+    with pytest.raises(RuntimeError, match="injected"):
+        runner.forward_many(seqs, [299, 299])
+    handle.remove()
+    _assert_forward_many_matches(runner, seqs, [299, 299])
+    _assert_forward_many_matches(runner, [prefix[:200] + [3], prefix[:200] + [4, 5]], [199, 199])

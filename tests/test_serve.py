@@ -650,3 +650,40 @@ def test_a_withdrawn_request_frees_its_place_at_once() -> None:
     assert after.result(timeout=10) == [5.0]
     assert model.calls == ["held", "after"]
     batcher.close()
+
+
+def test_concurrent_rollouts_run_as_one_batch_with_one_at_a_time_rewards(
+    tiny_causal: str, tokenizer: Any, tmp_path: Path
+) -> None:
+    """Two prompts x 4 rollouts sent at once run as one batch (each prompt's rollouts as one
+    padded pass over it) and get the rewards that one request at a time gets.
+    """
+    common = ("--model", tiny_causal, "--kind", "likelihood")
+    alone = ServeProcess(tmp_path / "alone.log", *common, "--max-batch", "1")
+    # the worker waits (up to 10 s) until all eight requests are queued, then runs them together
+    together = ServeProcess(
+        tmp_path / "together.log", *common, "--max-batch", "8", "--batch-wait-ms", "10000"
+    )
+    prompts = [_template(tokenizer, p) for p in PROMPTS[:2]]
+    bodies = [{"query": [p + r + "<|im_end|>"], "prompts": [p]} for p in prompts for r in RESPONSES]
+    try:
+        alone_url, together_url = alone.wait_ready(), together.wait_ready()
+
+        def reward(url: str, body: dict[str, Any]) -> float:
+            response = _post(url, "/get_reward", body)
+            assert response.status_code == 200, response.text
+            return float(response.json()["rewards"][0])
+
+        sequential = [reward(alone_url, body) for body in bodies]
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            concurrent = list(pool.map(lambda body: reward(together_url, body), bodies))
+        batches = _metrics(together_url)
+    finally:
+        alone.stop()
+        together.stop()
+    assert concurrent == pytest.approx(sequential, abs=1e-4)
+    assert len({round(v, 4) for v in sequential}) == len(bodies)  # every rollout its own reward
+    assert batches[("longrm_batch_size_count", ())] == 1  # ... all from one batch
+    assert batches[("longrm_batch_size_sum", ())] == len(bodies)
+    for server in (alone, together):
+        assert "Traceback" not in server.log_text(), server.log_text()

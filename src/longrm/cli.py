@@ -460,7 +460,7 @@ def reproduce(
     Time at the default sizes, estimated from figures measured on this 2-core machine (idle;
     --estimate prints it for other sizes): --track disrm about 96 minutes (training 23,
     evaluation 74: three models on 192 pairs, two of them also swapped and emptied), --track
-    judge about 58 (training 21, evaluation 36). --eval-per-cell 6 (24 pairs a bucket, wider
+    judge about 114 (training 78, evaluation 36). --eval-per-cell 6 (24 pairs a bucket, wider
     intervals) brings the disrm track to about 60.
     """
     from transformers import AutoTokenizer

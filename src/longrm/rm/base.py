@@ -87,6 +87,15 @@ class RewardModel(ABC):
     def score(self, prompt: Messages, response: str) -> float:
         """Return a pointwise reward of one response (higher is better)."""
 
+    def score_many(self, prompt: Messages, responses: Sequence[str]) -> list[float]:
+        """Return `score` of each response to one prompt, in order.
+
+        An RL step scores many rollouts of one prompt: backends that can share the prompt's work
+        across them (encode it once, run the responses as one batch) override this; the default
+        scores one response at a time.
+        """
+        return [self.score(prompt, response) for response in responses]
+
     def judge_score(
         self, prompt: Messages, response: str, sampling: Sampling | None = None
     ) -> PointwiseJudgment:

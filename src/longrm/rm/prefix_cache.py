@@ -6,16 +6,20 @@ masks still apply the window, and a cache that holds everything can be cut back 
 (transformers' sliding-window cache layers keep only the last window and cannot). Models with
 layers whose state cannot be cut back (convolutions, linear attention, shared KV) run uncached,
 with the reason recorded in `PrefixForward.disabled_reason`.
+
+Several sequences that share a prefix (one prompt, many responses) run as right-padded batches
+over that prefix's cache, expanded to the batch for the pass and cut back to one row after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
+from transformers.modeling_layers import GenericForSequenceClassification
 
 # Layer kinds whose cached keys and values are plain per-position tensors, so cropping the cache
 # to k positions gives exactly the state after k tokens.
@@ -26,6 +30,11 @@ _MASKABLE_ATTENTION = frozenset({"eager", "sdpa"})
 # a longer tail is run first under the model's own causal mask.
 _TREE_TAIL = 256
 _TREE_MASK = 1 << 25
+# A padded batch takes at most this many row positions (rows x longest row, padding included:
+# it bounds activations and logits like one call of that length) and this many copied prefix
+# positions (rows x prefix: the expanded cache holds one copy of the prefix per row).
+_BATCH_TOKENS = 2048
+_BATCH_CONTEXT = 1 << 15
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
@@ -143,6 +152,114 @@ class PrefixForward:
         if not causal:  # a classifier pools the last position: one row of num_labels values
             return out.logits[0].float().reshape(1, -1)
         return out.logits[0, -keep:].float()
+
+    def forward_many(
+        self, sequences: list[list[int]], outputs_from: list[int]
+    ) -> list[torch.Tensor]:
+        """Return `forward(ids, start)` for every (ids, start), their shared prefix encoded once.
+
+        One prompt scored with many responses is the case: the prompt runs once, then the
+        responses run together as right-padded batches over its cache (chunks of at most
+        _BATCH_TOKENS positions and _BATCH_CONTEXT copied prefix positions). Afterwards the cache
+        holds exactly the shared prefix, so a next call with the same prompt still reuses it.
+        Without a cache (its layers then could not be expanded to a batch either), for a model
+        whose batched outputs are not known to match (a classifier other than transformers'
+        generic one), or with under two shared tokens, each sequence runs on its own.
+        """
+        if len(sequences) != len(outputs_from):
+            raise ValueError("one outputs_from per sequence")
+        for ids, start in zip(sequences, outputs_from, strict=True):
+            if not 0 <= start < len(ids):
+                raise ValueError(f"outputs_from={start} outside 0..{len(ids) - 1}")
+        if len(sequences) < 2 or not self._batchable():
+            return [self.forward(ids, s) for ids, s in zip(sequences, outputs_from, strict=True)]
+        first = sequences[0]
+        shared = min(common_prefix_length(first, ids) for ids in sequences[1:])
+        p = min(shared, min(outputs_from) + 1)  # every output row comes after the prefix
+        if p < 2:
+            return [self.forward(ids, s) for ids, s in zip(sequences, outputs_from, strict=True)]
+        return self._forward_padded(sequences, outputs_from, first[:p])
+
+    def _batchable(self) -> bool:
+        """Return whether padded batches give the outputs `forward` gives, row by row."""
+        return self.enabled and (
+            _is_causal_lm(self.model) or isinstance(self.model, GenericForSequenceClassification)
+        )
+
+    @torch.inference_mode()
+    def _forward_padded(
+        self, sequences: list[list[int]], outputs_from: list[int], prefix: list[int]
+    ) -> list[torch.Tensor]:
+        """Run the sequences (all starting with `prefix`) as padded batches over its cache.
+
+        The cache holds the prefix but its last token; each row is that token and the row's own
+        tail, padded on the right, so every output row is computed in the batch and row 0 also
+        gives the prefix's last position, kept in the cache at the end.
+        """
+        model, device = self.model, self.model.device
+        causal = _is_causal_lm(model)
+        n = len(prefix) - 1  # cached positions; every row starts at position n
+        pad = model.config.get_text_config(decoder=True).pad_token_id or 0
+        results: list[torch.Tensor | None] = [None] * len(sequences)
+        chunks = _chunks([len(ids) - n for ids in sequences], n)
+        with self._reset_on_error():
+            k, cache = self._take_prefix(prefix, n)
+            if cache is None:
+                raise RuntimeError("padded batches need the prefix cache")
+            if k < n:  # the prefix's uncached part, once, as one row
+                kwargs: dict[str, Any] = {"logits_to_keep": 1} if causal else {}
+                model(
+                    input_ids=torch.tensor([prefix[k:n]], device=device),
+                    cache=cache,
+                    use_cache=True,
+                    **kwargs,
+                )
+            computed = n - k
+            for c, chunk in enumerate(chunks):
+                rows = [sequences[i][n:] for i in chunk]
+                b, t = len(rows), max(map(len, rows))
+                input_ids = torch.full((b, t), pad, dtype=torch.long, device=device)
+                mask = torch.zeros(b, n + t, dtype=torch.long, device=device)
+                mask[:, :n] = 1
+                for r, row in enumerate(rows):
+                    input_ids[r, : len(row)] = torch.tensor(row, device=device)
+                    mask[r, n : n + len(row)] = 1
+                batch: dict[str, Any] = {
+                    "input_ids": input_ids,
+                    "attention_mask": mask,
+                    "position_ids": torch.arange(n, n + t, device=device).expand(b, t),
+                    "cache": cache,
+                    "use_cache": True,
+                }
+                if b > 1:
+                    cache.batch_repeat_interleave(b)
+                if causal:
+                    skip = min(outputs_from[i] for i in chunk) - n  # rows before it not needed
+                    logits = model(**batch, logits_to_keep=t - skip).logits
+                    for r, i in enumerate(chunk):
+                        start, end = outputs_from[i] - n - skip, len(rows[r]) - skip
+                        results[i] = logits[r, start:end].float()
+                else:  # the head at each row's last real token (transformers pools by pad id)
+                    base = getattr(model, model.base_model_prefix)
+                    hidden = base(**batch).last_hidden_state
+                    last = torch.tensor([len(row) - 1 for row in rows], device=device)
+                    values = cast(Any, model).score(hidden[torch.arange(b, device=device), last])
+                    for r, i in enumerate(chunk):
+                        results[i] = values[r].float().reshape(1, -1)
+                if b > 1:
+                    cache.batch_select_indices(torch.tensor([0], device=device))
+                # back to the prefix but its last token; after the last chunk, all the prefix
+                # (row 0 began with its last token)
+                _crop(cache, n + 1 if c == len(chunks) - 1 else n)
+                computed += sum(map(len, rows))
+            self._remember(prefix, cache)
+            # Count as separate passes would: what was not run counts as reused.
+            self.tokens_computed += computed
+            self.tokens_reused += sum(map(len, sequences)) - computed
+        done = [r for r in results if r is not None]
+        if len(done) != len(sequences):
+            raise RuntimeError("a padded batch left a sequence without outputs")
+        return done
 
     @torch.inference_mode()
     def generate(self, ids: list[int], **gen_kwargs: Any) -> list[int]:
@@ -285,6 +402,23 @@ def _prefix_tree(
             parent = node
         paths.append(path)
     return nodes, parents, depths, paths
+
+
+def _chunks(lengths: list[int], context: int) -> list[list[int]]:
+    """Return row indices grouped into padded batches, shortest rows first (less padding),
+    each within _BATCH_TOKENS row positions and _BATCH_CONTEXT copied prefix positions; a row
+    over the limits goes alone.
+    """
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        rows = len(current) + 1
+        if current and (rows * lengths[i] > _BATCH_TOKENS or rows * context > _BATCH_CONTEXT):
+            chunks.append(current)
+            current = []
+        current.append(i)
+    chunks.append(current)
+    return chunks
 
 
 def _crop(cache: DynamicCache, length: int) -> None:

@@ -2,11 +2,16 @@
 
 In-process models are not thread-safe, so only the worker touches them. Whatever is queued when
 the worker comes free (up to `max_batch` requests, after waiting `batch_wait` seconds for
-requests arriving together) is run as one batch, its units ordered by prompt: units sharing a
-prompt then run back to back, and the prefix cache encodes that prompt once for all of them.
+requests arriving together) is run as one batch, its units ordered by prompt, the prompt the
+model ran last (and so has cached) first. Scoring units that share a prompt, from however many
+requests, run as one `score_many` call when the model overrides it: an in-process scorer then
+encodes the prompt once and runs all the responses as one padded batch. Other units run one call
+each, back to back per prompt, so the prefix cache still encodes each prompt once.
+
 The queue is bounded; a full queue refuses new requests instead of growing a backlog. A request
 withdrawn while it waits (its client left or timed out) gives its place back at once; one
-withdrawn while it runs stops before its next model call.
+withdrawn while it runs stops before its next model call (its units leave a group not yet run).
+A failing call fails the requests with units in it, and only those.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from longrm.items import Messages
 from longrm.rm.base import RewardModel
 
 
@@ -28,10 +34,22 @@ class QueueFullError(RuntimeError):
 
 @dataclass
 class Unit:
-    """One model call of a request; `key` groups calls that share a prompt."""
+    """One model call of a request; `key` groups calls that share a prompt.
+
+    A scoring call also names its `prompt` (the one `key` stands for) and `response`, so that
+    the batcher can score it together with the others of that prompt; `run` is then
+    `model.score(prompt, response)`.
+    """
 
     key: str
     run: Callable[[RewardModel], Any]
+    prompt: Messages | None = None
+    response: str | None = None
+
+    @property
+    def scoring(self) -> bool:
+        """Return whether the unit may run inside a `score_many` call of its prompt."""
+        return self.prompt is not None and self.response is not None
 
 
 @dataclass
@@ -41,6 +59,9 @@ class Job:
     units: Sequence[Unit]
     future: Future[list[Any]] = field(default_factory=Future)
     withdrawn: threading.Event = field(default_factory=threading.Event)
+
+
+Call = tuple[Job, int, Unit]  # a unit and where its result goes
 
 
 class Batcher:
@@ -73,6 +94,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._busy = threading.Event()
+        self._last_key: str | None = None  # the prompt of the last call run: in the cache
         workers = max(1, int(getattr(model, "max_concurrency", 1)))
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
         self._thread = threading.Thread(target=self._loop, name="longrm-model", daemon=True)
@@ -166,31 +188,76 @@ class Batcher:
 
     def _run(self, batch: list[Job]) -> None:
         calls = [(job, i, unit) for job in batch for i, unit in enumerate(job.units)]
-        calls.sort(key=lambda c: c[2].key)  # stable: a request's own order is kept per prompt
+        # stable: a request's own order is kept per prompt; the cached prompt goes first
+        calls.sort(key=lambda c: (c[2].key != self._last_key, c[2].key))
         if self.on_batch is not None:
             self.on_batch(len(calls))
         results: dict[int, list[Any]] = {id(job): [None] * len(job.units) for job in batch}
         failed: dict[int, BaseException] = {}
 
-        def call(item: tuple[Job, int, Unit]) -> None:
-            job, i, unit = item
-            if id(job) in failed:
-                return
-            if job.withdrawn.is_set():  # its client left: the rest of its calls are skipped
-                failed.setdefault(id(job), RuntimeError("the request was withdrawn"))
+        def live(group: list[Call]) -> list[Call]:
+            """Return the calls still to run: a withdrawn request's calls drop out."""
+            kept = []
+            for job, i, unit in group:
+                if id(job) in failed:
+                    continue
+                if job.withdrawn.is_set():  # its client left: the rest of its calls are skipped
+                    failed.setdefault(id(job), RuntimeError("the request was withdrawn"))
+                    continue
+                kept.append((job, i, unit))
+            return kept
+
+        def call(group: list[Call]) -> None:
+            group = live(group)
+            if not group:
                 return
             try:
-                results[id(job)][i] = unit.run(self.model)
+                if len(group) == 1:
+                    values = [group[0][2].run(self.model)]
+                else:
+                    prompt = group[0][2].prompt
+                    assert prompt is not None
+                    responses = [str(unit.response) for _, _, unit in group]
+                    values = self.model.score_many(prompt, responses)
+                    if len(values) != len(group):
+                        raise RuntimeError(
+                            f"score_many gave {len(values)} scores for {len(group)} responses"
+                        )
             except Exception as err:  # the server outlives any one request's failure
-                failed.setdefault(id(job), err)
+                for job, _, _ in group:
+                    failed.setdefault(id(job), err)
+                return
+            for (job, i, _), value in zip(group, values, strict=True):
+                results[id(job)][i] = value
 
+        groups = self._groups(calls)
         if self._pool is None:
-            for item in calls:
-                call(item)
+            for group in groups:
+                call(group)
         else:
-            list(self._pool.map(call, calls))
+            list(self._pool.map(call, groups))
+        if groups:
+            self._last_key = groups[-1][0][2].key
         for job in batch:
             if id(job) in failed:
                 job.future.set_exception(failed[id(job)])
             else:
                 job.future.set_result(results[id(job)])
+
+    def _groups(self, calls: list[Call]) -> list[list[Call]]:
+        """Return the batch's model calls in order: scoring units that share a prompt as one
+        group (at its first unit's place) when the model overrides score_many, else one each.
+        """
+        if type(self.model).score_many is RewardModel.score_many:
+            return [[c] for c in calls]
+        groups: list[list[Call]] = []
+        by_key: dict[str, list[Call]] = {}
+        for c in calls:
+            if not c[2].scoring:
+                groups.append([c])
+            elif c[2].key in by_key:
+                by_key[c[2].key].append(c)
+            else:
+                by_key[c[2].key] = [c]
+                groups.append(by_key[c[2].key])
+        return groups

@@ -33,6 +33,7 @@ ERROR_TYPES = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": kind}
     for status, kind in (
+        (400, "a body that is not UTF-8 JSON, or a request the served model cannot answer"),
         (401, "missing or wrong API key (--api-key)"),
         (413, "body or tokens over --max-body-bytes / --max-request-tokens"),
         (422, "invalid request: `param` names the field"),

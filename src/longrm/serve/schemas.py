@@ -7,7 +7,7 @@ servers (OpenRLHF, slime, verl, OpenAI) can send what they always send. A prompt
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -150,7 +150,7 @@ class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
-    input: str | list[str]
+    input: str | Annotated[list[str], Field(min_length=1)]
     activation: bool | None = None
     use_activation: bool | None = None
 

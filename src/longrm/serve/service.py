@@ -260,9 +260,14 @@ class RewardService:
     # -- what the routers share ----------------------------------------------------------------
 
     def score_units(self, prompt: Messages, responses: Sequence[str]) -> list[Unit]:
-        """Return one model call per response to one prompt (encoded once for the group)."""
+        """Return one model call per response to one prompt; the batcher scores the calls of a
+        prompt together (the prompt encoded once, the responses batched).
+        """
         key = prompt_key(prompt)
-        return [Unit(key, lambda m, r=r: m.score(prompt, r)) for r in responses]  # type: ignore[misc]
+        return [
+            Unit(key, lambda m, r=r: m.score(prompt, r), prompt=prompt, response=r)  # type: ignore[misc]
+            for r in responses
+        ]
 
     async def score(
         self, prompt: Messages, responses: Sequence[str], request: Request | None = None
@@ -284,7 +289,12 @@ class RewardService:
     ) -> list[float | None]:
         """Return the reward of each split query, in order."""
         units = [
-            Unit(prompt_key(s.prompt), lambda m, s=s: m.score(s.prompt, s.response))  # type: ignore[misc]
+            Unit(
+                prompt_key(s.prompt),
+                lambda m, s=s: m.score(s.prompt, s.response),  # type: ignore[misc]
+                prompt=s.prompt,
+                response=s.response,
+            )
             for s in splits
         ]
         return [finite(v) for v in await self.run(units, request)]

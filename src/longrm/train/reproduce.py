@@ -19,9 +19,9 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from longrm.bench.construct import FAMILIES, build_suite, parse_lengths
 from longrm.evaluate.ablation import METHODS
@@ -148,6 +148,44 @@ class Plan:
     bench: Path
     train: tuple[TrainStep, ...]
     evals: tuple[EvalStep, ...]
+
+
+@dataclass(frozen=True)
+class TrackSizes:
+    """What every track sizes the same way: the held-out suite, the training seed and cells, the
+    context controls, the optional untrained-judge row and the longest training sequence. A
+    track subclasses it, may change a default by declaring the field again, and names in
+    `DATA_KEYS` the sizes that define its data (a rerun with other values is refused) and in
+    `LENGTH_KEYS` its length lists (checked when the track is made).
+    """
+
+    DATA_KEYS: ClassVar[tuple[str, ...]] = ("eval_lengths", "eval_per_cell", "eval_seed")
+    LENGTH_KEYS: ClassVar[tuple[str, ...]] = ("eval_lengths",)
+
+    eval_lengths: str = "512,1k,2k,4k"
+    eval_per_cell: int = 12
+    eval_seed: int = 0
+    train_per_cell: int = 12
+    train_seed: int = 1000
+    controls: str = "empty"
+    judge_baseline: bool = False  # the untrained judge (logprob verdicts) as a further row
+    max_length: int = 4096
+
+    def __post_init__(self) -> None:
+        for flag, value in (("eval", self.eval_per_cell), ("train", self.train_per_cell)):
+            if value < 1:
+                raise ValueError(f"--{flag}-per-cell must be at least 1, got {value}")
+        for key in self.LENGTH_KEYS:
+            parse_lengths(getattr(self, key))
+        check_controls(self.controls)
+
+    def settings(self) -> dict[str, Any]:
+        """Return every size and option of the track."""
+        return asdict(self)
+
+    def data_settings(self) -> dict[str, Any]:
+        """Return what defines the data (a rerun with other values is refused)."""
+        return {k: getattr(self, k) for k in self.DATA_KEYS}
 
 
 class Track(Protocol):

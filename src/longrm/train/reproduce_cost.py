@@ -27,8 +27,12 @@ class Costs:
     """Seconds per unit of work, measured with the default model on 2 idle CPU cores.
 
     - training (DisRM, LoRA r 16, no activation checkpointing): 2.4 s per pair at 384-512
-      tokens, two sequences of about 485 tokens; other lengths and the judge stages are taken
-      as proportional to the tokens trained on (the judge stages also train LoRA adapters);
+      tokens, two sequences of about 485 tokens; other lengths are taken as proportional to the
+      tokens trained on;
+    - the judge stages (LoRA on the causal LM) train far fewer tokens per second: the LM head's
+      logits over the 49K-token vocabulary at every position cost more than a DisRM's one-value
+      head. Measured in `longrm reproduce --track judge`: 95 (Stage I) and 108 (Stage II)
+      tokens/s on the two cores shared with other jobs; the estimate takes 110;
     - a forward pass: 5 s at 2K tokens, 30 s at 8K, fitted by a + b t + c t^2 through those
       and 0 (the attention's quadratic term shows at 8K);
     - generating: 55 tokens/s.
@@ -43,6 +47,7 @@ class Costs:
     forward_2k_s: float = 5.0
     forward_8k_s: float = 30.0
     generate_tokens_per_s: float = 55.0
+    judge_train_tokens_per_s: float = 110.0
 
     def forward_s(self, tokens: float) -> float:
         """Return the seconds of one forward pass over `tokens` tokens (b t + c t^2, t in 2K
@@ -52,8 +57,11 @@ class Costs:
         b = self.forward_2k_s - c
         return b * t + c * t * t
 
-    def train_s(self, tokens: float) -> float:
-        """Return the seconds of training on `tokens` tokens (forward and backward)."""
+    def train_s(self, tokens: float, judge: bool = False) -> float:
+        """Return the seconds of training on `tokens` tokens (forward and backward) of a DisRM,
+        or with `judge` of a judge stage."""
+        if judge:
+            return tokens / self.judge_train_tokens_per_s
         return tokens * self.train_pair_s / self.train_pair_tokens
 
 
@@ -86,11 +94,17 @@ def eval_s(
     return total
 
 
-def train_s(costs: Costs, pairs_by_bucket: dict[str, int], extra: int, rows_per_pair: int) -> float:
+def train_s(
+    costs: Costs,
+    pairs_by_bucket: dict[str, int],
+    extra: int,
+    rows_per_pair: int,
+    judge: bool = False,
+) -> float:
     """Return the seconds of one training stage: `rows_per_pair` sequences of (prompt + `extra`)
     tokens per pair (2 for a DisRM pair, chosen and rejected; 2 for a judge, both orders)."""
     return sum(
-        n * rows_per_pair * costs.train_s(prompt_tokens(b) + extra)
+        n * rows_per_pair * costs.train_s(prompt_tokens(b) + extra, judge)
         for b, n in pairs_by_bucket.items()
     )
 
@@ -103,7 +117,7 @@ def minutes(seconds: dict[str, float]) -> dict[str, float]:
 
 
 def estimate_line(estimate: dict[str, float]) -> str:
-    """Return "estimated 58 min for the default model on 2 idle cores (minutes: data 0.2,
+    """Return "estimated 96 min for the default model on 2 idle cores (minutes: data 0.2,
     ...)"."""
     steps = ", ".join(f"{k} {v:g}" for k, v in estimate.items() if k != "total")
     return (

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from longrm.bench.construct import FAMILIES, parse_lengths
 from longrm.evaluate.intervals import IntervalSettings
@@ -27,6 +27,7 @@ from longrm.train.reproduce import (
     PAIRWISE,
     EvalStep,
     Plan,
+    TrackSizes,
     TrainStep,
     bucket_counts,
     bucket_labels,
@@ -77,14 +78,16 @@ def by_cell(items: Sequence[Item]) -> list[list[Item]]:
 
 
 @dataclass(frozen=True)
-class DisrmTrack:
+class DisrmTrack(TrackSizes):
     """Sizes of the DisRM track. The defaults hold 48 held-out pairs per bucket at 512-4K (12
     per length and family) and train each DisRM on 192 pairs (48 steps of 4 pairs): see
     `estimate` for what that costs."""
 
-    eval_lengths: str = "512,1k,2k,4k"
-    eval_per_cell: int = 12
-    eval_seed: int = 0
+    DATA_KEYS: ClassVar[tuple[str, ...]] = (
+        *TrackSizes.DATA_KEYS, "short_lengths", "long_lengths", "train_per_cell", "train_seed",
+    )  # fmt: skip
+    LENGTH_KEYS: ClassVar[tuple[str, ...]] = ("eval_lengths", "short_lengths", "long_lengths")
+
     #: the short pairs (the builder's 80-95% of 448 and 512 tokens: about 360-490 tokens;
     #: 384 is too small for the counting family's question and planted facts)
     short_lengths: str = "448,512"
@@ -92,20 +95,12 @@ class DisrmTrack:
     #: short-only pairs per (short length, family); the short+long DisRM takes half of them and
     #: as many long pairs, so both see the same number of pairs in the same number of steps
     train_per_cell: int = 24
-    train_seed: int = 1000
     controls: str = "swap,empty"
     baseline_controls: bool = False  # the untrained likelihood with the controls too
-    judge_baseline: bool = False  # the untrained judge (logprob verdicts) as a further row
     curriculum: str = "none"  # none | length (short pairs first)
-    max_length: int = 4096
 
     def __post_init__(self) -> None:
-        for flag, value in (("eval", self.eval_per_cell), ("train", self.train_per_cell)):
-            if value < 1:
-                raise ValueError(f"--{flag}-per-cell must be at least 1, got {value}")
-        for spec in (self.eval_lengths, self.short_lengths, self.long_lengths):
-            parse_lengths(spec)
-        check_controls(self.controls)
+        super().__post_init__()
         if self.curriculum not in ("none", "length"):
             raise ValueError(f"--curriculum must be none or length, got {self.curriculum!r}")
 
@@ -121,14 +116,6 @@ class DisrmTrack:
             "the baseline; held-out pairs by length, each trained model also with the context "
             "swapped and emptied."
         )
-
-    def settings(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def data_settings(self) -> dict[str, Any]:
-        keys = ("eval_lengths", "eval_per_cell", "eval_seed", "short_lengths", "long_lengths",
-                "train_per_cell", "train_seed")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
 
     # --- sizes ---------------------------------------------------------------------------
 

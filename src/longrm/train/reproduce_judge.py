@@ -12,11 +12,11 @@ whose parse failures show whether it still answers in the format.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from longrm.bench.construct import FAMILIES, parse_lengths
+from longrm.bench.construct import FAMILIES
 from longrm.evaluate.intervals import IntervalSettings
 from longrm.items import write_items
 from longrm.train import goals as g
@@ -26,6 +26,7 @@ from longrm.train.reproduce import (
     PAIRWISE,
     EvalStep,
     Plan,
+    TrackSizes,
     TrainStep,
     bucket_counts,
     bucket_labels,
@@ -55,33 +56,26 @@ LONG_BUCKETS = ("1k", "2k", "4k")
 
 
 @dataclass(frozen=True)
-class JudgeTrack:
+class JudgeTrack(TrackSizes):
     """Sizes of the judge track. The defaults hold 48 held-out pairs per bucket at 512-4K and
     train each stage on 112 pairs at 448-2K tokens (7 per length and family), each pair in both
     display orders: see `estimate` for what that costs."""
 
-    eval_lengths: str = "512,1k,2k,4k"
-    eval_per_cell: int = 12
-    eval_seed: int = 0
+    DATA_KEYS: ClassVar[tuple[str, ...]] = (
+        *TrackSizes.DATA_KEYS, "train_lengths", "train_per_cell", "train_seed",
+    )  # fmt: skip
+    LENGTH_KEYS: ClassVar[tuple[str, ...]] = ("eval_lengths", "train_lengths")
+
     train_lengths: str = "448,512,1k,2k"
     train_per_cell: int = 7
-    train_seed: int = 1000
     #: LoRA (rank 16, alpha 32) as for the DisRM, which learned at these rates on this model
     sft_lr: float = 2e-4
     align_lr: float = 5e-5
     #: a verdict-only judge writes "[[A]]" and stops; the cap bounds one that does not
     max_new_tokens: int = 16
-    controls: str = "empty"
-    judge_baseline: bool = False  # the untrained judge (logprob verdicts) as a further row
-    max_length: int = 4096
 
     def __post_init__(self) -> None:
-        for flag, value in (("eval", self.eval_per_cell), ("train", self.train_per_cell)):
-            if value < 1:
-                raise ValueError(f"--{flag}-per-cell must be at least 1, got {value}")
-        for spec in (self.eval_lengths, self.train_lengths):
-            parse_lengths(spec)
-        check_controls(self.controls)
+        super().__post_init__()
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
 
@@ -97,14 +91,6 @@ class JudgeTrack:
             "log-probabilities (order-debiased accuracy) and by generating (parse failures)."
         )
 
-    def settings(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def data_settings(self) -> dict[str, Any]:
-        keys = ("eval_lengths", "eval_per_cell", "eval_seed", "train_lengths", "train_per_cell",
-                "train_seed")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
-
     def estimate(self, costs: Costs) -> dict[str, float]:
         mix = {b: self.train_per_cell * len(FAMILIES) for b in bucket_labels(self.train_lengths)}
         buckets = bucket_labels(self.eval_lengths)
@@ -113,8 +99,8 @@ class JudgeTrack:
         out = {"data": 10.0}
         # both stages: a pair in its two display orders; Stage II scores the verdicts on one
         # shared prompt, so it costs about what Stage I does
-        out[STAGE1] = train_s(costs, mix, JUDGE_EXTRA, 2)
-        out[STAGE2] = train_s(costs, mix, JUDGE_EXTRA, 2)
+        out[STAGE1] = train_s(costs, mix, JUDGE_EXTRA, 2, judge=True)
+        out[STAGE2] = train_s(costs, mix, JUDGE_EXTRA, 2, judge=True)
         out[f"eval {LOGPROB}"] = eval_s(costs, buckets, pairs, JUDGE_EXTRA, controls)
         out[f"eval {GENERATE}"] = eval_s(
             costs, buckets, pairs, JUDGE_EXTRA, generate_tokens=self.max_new_tokens

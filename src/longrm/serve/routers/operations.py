@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from longrm.serve.deps import Service
@@ -17,7 +18,7 @@ async def health(service: Service) -> HealthResponse:
     return HealthResponse(**service.health())
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(service: Service) -> Response:
     """Prometheus exposition; a scraper needs no API key."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
