@@ -133,8 +133,7 @@ class PrefixForward:
         causal LM, row j holds the next-token logits after ids[outputs_from + j]; only those
         rows go through the LM head, which keeps an 8K-token call from materialising 8K x vocab.
         """
-        if not 0 <= outputs_from < len(ids):
-            raise ValueError(f"outputs_from={outputs_from} outside 0..{len(ids) - 1}")
+        _check_outputs_from(ids, outputs_from)
         with self._reset_on_error():
             k, cache = self._take_prefix(ids, outputs_from)
             new = torch.tensor([ids[k:]], dtype=torch.long, device=self.model.device)
@@ -169,8 +168,7 @@ class PrefixForward:
         if len(sequences) != len(outputs_from):
             raise ValueError("one outputs_from per sequence")
         for ids, start in zip(sequences, outputs_from, strict=True):
-            if not 0 <= start < len(ids):
-                raise ValueError(f"outputs_from={start} outside 0..{len(ids) - 1}")
+            _check_outputs_from(ids, start)
         if len(sequences) < 2 or not self._batchable():
             return [self.forward(ids, s) for ids, s in zip(sequences, outputs_from, strict=True)]
         first = sequences[0]
@@ -402,6 +400,12 @@ def _prefix_tree(
             parent = node
         paths.append(path)
     return nodes, parents, depths, paths
+
+
+def _check_outputs_from(ids: list[int], outputs_from: int) -> None:
+    """Raise ValueError unless outputs_from names a position of ids."""
+    if not 0 <= outputs_from < len(ids):
+        raise ValueError(f"outputs_from={outputs_from} outside 0..{len(ids) - 1}")
 
 
 def _chunks(lengths: list[int], context: int) -> list[list[int]]:

@@ -46,6 +46,12 @@ class Unit:
     prompt: Messages | None = None
     response: str | None = None
 
+    @classmethod
+    def for_score(cls, key: str, prompt: Messages, response: str) -> Unit:
+        """Return the call `model.score(prompt, response)`, which the batcher may run inside a
+        `score_many` call of its prompt."""
+        return cls(key, lambda m: m.score(prompt, response), prompt, response)
+
     @property
     def scoring(self) -> bool:
         """Return whether the unit may run inside a `score_many` call of its prompt."""

@@ -264,10 +264,7 @@ class RewardService:
         prompt together (the prompt encoded once, the responses batched).
         """
         key = prompt_key(prompt)
-        return [
-            Unit(key, lambda m, r=r: m.score(prompt, r), prompt=prompt, response=r)  # type: ignore[misc]
-            for r in responses
-        ]
+        return [Unit.for_score(key, prompt, r) for r in responses]
 
     async def score(
         self, prompt: Messages, responses: Sequence[str], request: Request | None = None
@@ -288,15 +285,7 @@ class RewardService:
         self, splits: Sequence[Split], request: Request | None = None
     ) -> list[float | None]:
         """Return the reward of each split query, in order."""
-        units = [
-            Unit(
-                prompt_key(s.prompt),
-                lambda m, s=s: m.score(s.prompt, s.response),  # type: ignore[misc]
-                prompt=s.prompt,
-                response=s.response,
-            )
-            for s in splits
-        ]
+        units = [Unit.for_score(prompt_key(s.prompt), s.prompt, s.response) for s in splits]
         return [finite(v) for v in await self.run(units, request)]
 
     def rl_reward(self, value: float | None) -> float | None:
