@@ -653,10 +653,11 @@ def test_a_withdrawn_request_frees_its_place_at_once() -> None:
 
 
 def test_concurrent_rollouts_run_as_one_batch_with_one_at_a_time_rewards(
-    tiny_causal: str, tokenizer: Any, tmp_path: Path
+    tiny_causal: str, tmp_path: Path
 ) -> None:
     """Two prompts x 4 rollouts sent at once run as one batch (each prompt's rollouts as one
-    padded pass over it) and get the rewards that one request at a time gets.
+    padded pass over it) and get the rewards that one request at a time gets. The texts come
+    from a policy with a Llama-3 template, not the reward model's ChatML, as in RL.
     """
     common = ("--model", tiny_causal, "--kind", "likelihood")
     alone = ServeProcess(tmp_path / "alone.log", *common, "--max-batch", "1")
@@ -664,14 +665,19 @@ def test_concurrent_rollouts_run_as_one_batch_with_one_at_a_time_rewards(
     together = ServeProcess(
         tmp_path / "together.log", *common, "--max-batch", "8", "--batch-wait-ms", "10000"
     )
-    prompts = [_template(tokenizer, p) for p in PROMPTS[:2]]
-    bodies = [{"query": [p + r + "<|im_end|>"], "prompts": [p]} for p in prompts for r in RESPONSES]
+    prompts = [
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+        f"{p[0]['content']}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        for p in PROMPTS[:2]
+    ]
+    bodies = [{"query": [p + r + "<|eot_id|>"], "prompts": [p]} for p in prompts for r in RESPONSES]
     try:
         alone_url, together_url = alone.wait_ready(), together.wait_ready()
 
         def reward(url: str, body: dict[str, Any]) -> float:
             response = _post(url, "/get_reward", body)
             assert response.status_code == 200, response.text
+            assert response.json()["extra_logs"]["split_family"] == [4]  # read as Llama 3
             return float(response.json()["rewards"][0])
 
         sequential = [reward(alone_url, body) for body in bodies]
