@@ -44,7 +44,7 @@ to one-at-a-time throughput ratio, and whether every rollout's reward is the sam
 Across modes, the reward of each (prompt, rollout) must be the same through all three. All of it
 goes to a JSON file (`--out`), and a markdown table for the README to stdout.
 
-    python benchmarks/serve_load.py                              # 50 prompts x 4, 2K, 8 clients
+    python benchmarks/serve_load.py             # 50 prompts x 4, 2K, 8 clients: 74 min idle
     python benchmarks/serve_load.py --prompts 4 --context 512 --out /tmp/load.json  # a look
 """
 
