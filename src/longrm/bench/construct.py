@@ -43,6 +43,7 @@ import itertools
 import random
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from longrm.bench import citation, counting, multi_hop, single_fact
@@ -76,6 +77,9 @@ _PLANNERS: dict[str, Planner] = {
     "counting": counting.plan,
 }
 FAMILIES = tuple(_PLANNERS)
+# Families whose items come in twins, the second stating the first's wrong values as right and
+# its right values as wrong (see `counting`): their values are numbers a model has priors over.
+MIRRORED = frozenset({"counting"})
 FORMATS = ("pairwise", "bon2", "bon3", "bon4")
 TIERS = ("grounded", "partial", "wrong", "both-wrong")
 # Per tier: (main claim right, side claim right); the order above is lexicographic in these.
@@ -173,12 +177,19 @@ def build_suite(
     for bucket, size in buckets:
         for offset, family in enumerate(chosen):
             for fmt in formats:
+                twin: tuple[tuple[str, ...], str, Choice, Plan] | None = None
                 for j in range(items_per_cell):
                     rng = random.Random(f"longrm-construct:{seed}:{family}:{bucket}:{fmt}:{j}")
-                    tiers, wording, choice = _choose(rng, turns, family, offset, fmt, size)
+                    if twin is not None and family in MIRRORED:
+                        tiers, wording, choice = _mirror(*twin)
+                        twin = None
+                    else:
+                        tiers, wording, choice = _choose(rng, turns, family, offset, fmt, size)
                     plan, content, n_tokens = build_prompt(
                         rng, choice, _PLANNERS[family], counter, bucket, avoid
                     )
+                    if choice.mirror is None:
+                        twin = (tiers, wording, choice, plan)
                     candidates = _candidates(rng, plan, tiers, wording)
                     item_id = _turn(turns, family, "id")
                     items.append(
@@ -236,6 +247,16 @@ def _choose(
         right_larger=(turn + turn // len(sets)) % 2 == 0,
     )
     return tiers, WORDINGS[combo % len(WORDINGS)], choice
+
+
+def _mirror(
+    tiers: tuple[str, ...], wording: str, choice: Choice, plan: Plan
+) -> tuple[tuple[str, ...], str, Choice]:
+    """Return the choices of the twin of an item: its tiers, wording and wrong kind, values
+    mirrored (and so the other side of `right_larger`)."""
+    claims = plan.claims
+    mirror = (claims.right, claims.wrong)
+    return tiers, wording, replace(choice, right_larger=not choice.right_larger, mirror=mirror)
 
 
 def _values(plan: Plan, tier: str) -> tuple[str, str]:

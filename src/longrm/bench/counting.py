@@ -10,6 +10,15 @@ so that in every tier pair the better answer holds the larger numbers half the t
 model prefers small numbers whatever the context says (the default model's likelihood judged 27
 of 32 counting pairs alike with the context and without it), so a suite whose better answers
 happened to hold the larger counts would score that prior below chance.
+
+A size balance is not enough: the default model also has a favourite count, 3 (its most likely
+count in 40 of 48 prompts with the context, 34 of 48 without), and picks the answer holding a 3 in
+11-12 of 13 same-wording pairs either way. Drawn at random, which side holds the 3 is a coin toss
+per item, and a 24-pair suite where the worse answer held it 8 times to 5 scored the prior at 33%.
+So items come in twins (`Choice.mirror`): the second of a twin keeps the first's tiers, wording
+and wrong kind and swaps its right and wrong counts, so every count is held by the better answer
+exactly as often as by the worse one: a scorer that prefers the answer holding its favourite
+number gets exactly one item of a twin right when the two answers differ in that number.
 """
 
 from __future__ import annotations
@@ -84,19 +93,38 @@ def _ordered(right: int, wrong: int, right_larger: bool) -> tuple[int, int]:
     return (right, wrong) if (right > wrong) == right_larger else (wrong, right)
 
 
+def _mirrored(twin: tuple[tuple[str, str], tuple[str, str]]) -> tuple[int, int, int, int]:
+    """Return (k, w, e, f) stating the twin's wrong counts as right and its right ones as wrong.
+
+    The twin's main pair (k, w) and side pair (e, f) are four distinct counts, and neither of
+    its wrong counts is mentioned as x's or z's count, so the mirrored roles stay valid: w is the
+    look-alike's count when contradicted (the caller plants y w times) and unmentioned when
+    invented.
+    """
+    (right_main, right_side), (wrong_main, wrong_side) = twin
+    return int(wrong_main), int(right_main), int(wrong_side), int(right_side)
+
+
 def plan(rng: random.Random, choice: Choice) -> Plan:
     """Return the plan of a counting item."""
     words = Words(rng)
     phrase, mentions, question, templates = rng.choice(EVENTS)
     x, y, z = words.name(), words.name(), words.name()
-    k, d, e, fresh, f = rng.sample(range(2, max_count(choice.size) + 1), 5)
-    if choice.wrong_kind == "contradicted":
-        k, d = _ordered(k, d, choice.right_larger)
-        w = d
+    counts = range(2, max_count(choice.size) + 1)
+    if choice.mirror is not None:
+        k, w, e, f = _mirrored(choice.mirror)
+        d = w if choice.wrong_kind == "contradicted" else rng.choice(
+            [n for n in counts if n not in (k, w, e, f)]
+        )
     else:
-        k, fresh = _ordered(k, fresh, choice.right_larger)
-        w = fresh
-    e, f = _ordered(e, f, choice.right_larger)
+        k, d, e, fresh, f = rng.sample(counts, 5)
+        if choice.wrong_kind == "contradicted":
+            k, d = _ordered(k, d, choice.right_larger)
+            w = d
+        else:
+            k, fresh = _ordered(k, fresh, choice.right_larger)
+            w = fresh
+        e, f = _ordered(e, f, choice.right_larger)
     depths = sorted(spread(rng, k))
     facts = [Fact(rng.choice(mentions).format(name=x), 0, pos) for pos in depths]
     facts += [Fact(rng.choice(mentions).format(name=y), 0, pos) for pos in spread(rng, d)]
@@ -122,5 +150,7 @@ def plan(rng: random.Random, choice: Choice) -> Plan:
             "side_marker": phrase.format(name=z),
             "side_count": e,
             "absent_terms": [],
+            # the second item of a twin: its counts mirror the item before it (same tiers)
+            "mirrored": choice.mirror is not None,
         },
     )

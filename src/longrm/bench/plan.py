@@ -64,6 +64,11 @@ class Choice:
     #: holds the larger numbers half the time, and a scorer preferring small (or large) numbers,
     #: as a language model's prior does, gains nothing
     right_larger: bool = True
+    #: the (right, wrong) values, each (main, side), of this item's twin, for families that
+    #: mirror (counting): this item then states the twin's wrong values as right and its right
+    #: ones as wrong, so every number is held by the better answer exactly as often as by the
+    #: worse one and a scorer with a favourite number gains nothing
+    mirror: tuple[tuple[str, str], tuple[str, str]] | None = None
 
 
 # A family's planner: the item's seeded RNG and choices in, the plan out.
