@@ -113,8 +113,10 @@ def plan(rng: random.Random, choice: Choice) -> Plan:
     counts = range(2, max_count(choice.size) + 1)
     if choice.mirror is not None:
         k, w, e, f = _mirrored(choice.mirror)
-        d = w if choice.wrong_kind == "contradicted" else rng.choice(
-            [n for n in counts if n not in (k, w, e, f)]
+        d = (
+            w
+            if choice.wrong_kind == "contradicted"
+            else rng.choice([n for n in counts if n not in (k, w, e, f)])
         )
     else:
         k, d, e, fresh, f = rng.sample(counts, 5)
