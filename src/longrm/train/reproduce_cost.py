@@ -29,10 +29,11 @@ class Costs:
     - training (DisRM, LoRA r 16, no activation checkpointing): 2.4 s per pair at 384-512
       tokens, two sequences of about 485 tokens; other lengths are taken as proportional to the
       tokens trained on;
-    - the judge stages (LoRA on the causal LM) train far fewer tokens per second: the LM head's
-      logits over the 49K-token vocabulary at every position cost more than a DisRM's one-value
-      head. Measured in `longrm reproduce --track judge`: 95 (Stage I) and 108 (Stage II)
-      tokens/s on the two cores shared with other jobs; the estimate takes 110;
+    - the judge stages (LoRA on the causal LM) train far fewer tokens per second: longer
+      sequences (448-2K tokens), and the LM head's logits over the 49K-token vocabulary at every
+      position (how the two split is not measured). Measured in `longrm reproduce --track
+      judge`: 95 (Stage I) and 108 (Stage II) tokens/s on the two cores shared with other jobs;
+      the estimate takes 110;
     - a forward pass: 5 s at 2K tokens, 30 s at 8K, fitted by a + b t + c t^2 through those
       and 0 (the attention's quadratic term shows at 8K);
     - generating: 55 tokens/s.
