@@ -302,6 +302,21 @@ def test_held_out_haystack_drops_what_a_short_or_rejoined_cut_could_come_from() 
     assert leaked["paragraphs"] == sorted(paragraphs[1:3])
 
 
+def test_held_out_haystack_drops_paragraphs_opening_like_a_held_out_piece() -> None:
+    opening = "This type has a single value. There is a single object with this value."
+    paragraphs = (
+        f"{opening} It is accessed through the literal ... or the built-in name Ellipsis.",
+        f"{opening} It is accessed through the built-in name None.",
+        "Paragraph 2 talks about rivers, stones and old gardens.",
+    )
+    held_out = _context_item(paragraphs[0])
+    kept = held_out_haystack(Haystack(paragraphs, "test"), [held_out])
+    assert kept.paragraphs == (paragraphs[2],)
+    # a training cut of the second paragraph that ends before the two differ is held-out text
+    leaked = overlap([_context_item(opening, paragraphs[2])], [held_out])
+    assert leaked["paragraphs"] == [opening]
+
+
 @pytest.mark.parametrize("seed", [EVAL_SEED + 1, EVAL_SEED])  # the same seed: names redrawn
 def test_training_suite_shares_nothing_with_eval(
     tokenizer: Any, suite: list[Item], seed: int

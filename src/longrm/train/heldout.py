@@ -62,13 +62,17 @@ class _Pieces:
         return any(p.startswith(text) or text.startswith(p) for p in near)
 
     def cut_from(self, paragraph: str) -> bool:
-        """Return whether a piece is this paragraph or a cut of it. A piece too short to tell
-        which paragraph it was cut from counts for every paragraph it opens, so two paragraphs
-        with the same opening words ("Return a copy of the string with ...") cannot give a
-        training item the same cut fragment as a held-out one."""
+        """Return whether a piece is this paragraph or a cut of it, or could share text with a
+        cut of it. A piece too short to tell which paragraph it was cut from counts for every
+        paragraph it opens, and a long piece for every paragraph that opens with its first
+        MIN_PARAGRAPH_CHARS characters: two paragraphs with the same opening ("This type has a
+        single value. There is a single object with this value. ...") cannot then give a
+        training item a cut that is a prefix of a held-out one."""
         if self.holds(paragraph):
             return True
         text = _norm(paragraph)
+        if len(text) >= MIN_PARAGRAPH_CHARS and text[:MIN_PARAGRAPH_CHARS] in self.by_head:
+            return True
         return any(text.startswith(s) for s in self.short_by_word.get(text.split(" ", 1)[0], []))
 
 
