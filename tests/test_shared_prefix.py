@@ -6,7 +6,11 @@ import warnings
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+)
 
 from longrm.train.shared_prefix import (
     check_parallel_support,
@@ -14,6 +18,8 @@ from longrm.train.shared_prefix import (
     flex_block_mask,
     pack,
     response_logps,
+    response_rewards,
+    score_head,
     segment_ids,
 )
 from longrm.train.tokens import PromptResponses
@@ -168,3 +174,60 @@ def test_parallelism_refuses_shared_prefix() -> None:
         check_parallel_support(True, context_parallel=1, sequence_parallel=4)
     check_parallel_support(False, context_parallel=2, sequence_parallel=4)
     check_parallel_support(True, context_parallel=1, sequence_parallel=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar rewards (DisRM): the head at each response's last token
+
+
+def _load_scalar(path: str, impl: str = "sdpa") -> PreTrainedModel:
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, attn_implementation=impl, dtype=torch.float32
+    )
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_packed_rewards_are_what_the_model_gives_each_sequence_alone(
+    tiny_scalar, tokenizer, pad_id, impl
+) -> None:
+    model = _load_scalar(tiny_scalar, impl).eval()
+    batch = _batch(tokenizer, 3)
+    with torch.no_grad():
+        shared = response_rewards(model, batch, pad_id=pad_id)
+        separate = response_rewards(model, batch, pad_id=pad_id, shared_prefix=False)
+        # what `longrm eval --kind scalar` reads: the model's own pooled output, one sequence
+        alone = [
+            [float(model(torch.tensor([ex.prompt + r])).logits[0, 0]) for r in ex.responses]
+            for ex in batch
+        ]
+    assert shared.shape == (2, 3)
+    torch.testing.assert_close(shared, torch.tensor(alone), atol=1e-5, rtol=0)
+    torch.testing.assert_close(separate, torch.tensor(alone), atol=1e-5, rtol=0)
+    assert len({round(float(v), 4) for v in shared.flatten()}) == 6  # not one value read 6 times
+
+
+def test_packed_reward_gradients_match_through_lora(tiny_scalar, tokenizer, pad_id) -> None:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type=TaskType.SEQ_CLS)
+    model = get_peft_model(_load_scalar(tiny_scalar), lora).train()
+    assert score_head(model) is model.get_base_model().score
+    batch = _batch(tokenizer, 2)
+
+    def grads(shared: bool) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        rewards = response_rewards(model, batch, pad_id=pad_id, shared_prefix=shared)
+        (-torch.nn.functional.logsigmoid(rewards[:, 0] - rewards[:, 1])).mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    shared, separate = grads(True), grads(False)
+    assert shared.keys() == separate.keys()
+    assert any("lora_" in n for n in shared) and any("score" in n for n in shared)
+    for name, grad in shared.items():
+        torch.testing.assert_close(grad, separate[name], atol=1e-5, rtol=0, msg=name)
+    assert any(float(g.abs().max()) > 0 for g in shared.values())
+
+
+def test_rewards_need_a_score_head(model, pad_id) -> None:
+    with pytest.raises(ValueError, match="no `score` head"):
+        response_rewards(model, [PromptResponses([1, 2], [[3], [4]])], pad_id=pad_id)

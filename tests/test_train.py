@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from conftest import OFFICIAL, RELEASE
 from typer.testing import CliRunner
 
@@ -125,6 +126,41 @@ def test_disrm_round_trips_through_eval(tiny_causal: str, tmp_path: Path) -> Non
     assert results["pairwise"]["accuracy"] == 1.0  # trained on these very pairs
 
 
+def test_seed_decides_the_new_head_whatever_ran_before(tiny_causal: str, tmp_path: Path) -> None:
+    args = ["--model", tiny_causal, "--data", str(SHORT), "--max_steps", "1", *FAST]
+    first = _train("disrm", *args, "--out", str(tmp_path / "a"))
+    torch.rand(1000)  # the process's random state moves on between the runs
+    again = _train("disrm", *args, "--out", str(tmp_path / "b"))
+    assert first["log"][0]["loss"] == again["log"][0]["loss"]
+
+
+def test_disrm_packed_trains_as_one_sequence_per_answer(tiny_causal: str, tmp_path: Path) -> None:
+    runs = {
+        flag: _train(
+            "disrm",
+            "--model",
+            tiny_causal,
+            "--data",
+            str(SHORT),
+            "--out",
+            str(tmp_path / flag),
+            "--max_steps",
+            "3",
+            "--per_device_train_batch_size",
+            "2",
+            flag,
+            *FAST,
+        )  # fmt: skip
+        for flag in ("--shared_prefix", "--no_shared_prefix")
+    }
+    packed, separate = runs["--shared_prefix"], runs["--no_shared_prefix"]
+    assert packed["config"]["shared_prefix"] and not separate["config"]["shared_prefix"]
+    assert [h["loss"] for h in packed["log"]] == pytest.approx(
+        [h["loss"] for h in separate["log"]], abs=1e-4
+    )
+    assert packed["tokens"] < separate["tokens"]  # the prompt read once per pair
+
+
 def test_disrm_with_lora_merges_into_a_plain_model(tiny_causal: str, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
@@ -183,6 +219,7 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
     assert (disrm.lora_r, disrm.lora_alpha, disrm.learning_rate) == (16, 32, 2e-4)
     assert disrm.per_device_train_batch_size * disrm.gradient_accumulation_steps == 4
     assert disrm.num_train_epochs == 1 and disrm.activation_checkpointing is False
+    assert disrm.shared_prefix is True
     assert parse_config(DisrmConfig, ["--data", "d", "--out", "o", "--lora_r", "8"]).lora_r == 8
 
 

@@ -23,7 +23,7 @@ from longrm.train.features import FitStats, fit_all, fit_judgments, prompt_posit
 from longrm.train.losses import LossOutput, dpo_loss, logo_loss, simpo_loss
 from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
-from longrm.train.shared_prefix import response_logps
+from longrm.train.shared_prefix import response_logps, tokens_read
 from longrm.train.tokens import PromptResponses
 from longrm.train.verdict_spans import verdict_token_mask
 
@@ -73,15 +73,6 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if "ref" in rows[0]:
         batch["ref"] = torch.tensor([r["ref"] for r in rows])
     return batch
-
-
-def tokens_read(batch: tuple[PromptResponses, ...], shared_prefix: bool) -> int:
-    """Return the tokens a step reads: the prompt once per row when shared, once per response
-    otherwise.
-    """
-    if shared_prefix:
-        return sum(len(x.prompt) + sum(len(r) for r in x.responses) for x in batch)
-    return sum(len(x.prompt) * len(x.responses) + sum(len(r) for r in x.responses) for x in batch)
 
 
 class AlignTrainer(LongrmTrainer):

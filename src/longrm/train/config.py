@@ -231,6 +231,13 @@ class DisrmConfig(TrainConfig):
     """
 
     negatives: int = field(default=1, metadata={"help": "Rejected responses per row (V)."})
+    shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the prompt once for the chosen and rejected answers (block mask); "
+            "--no-shared-prefix runs one sequence per answer."
+        },
+    )
     lora: bool = field(default=True, metadata={"help": "Train LoRA adapters (merged on save)."})
     lora_r: int = field(
         default=16, metadata={"help": "LoRA rank (16 learned on the 135M default model)."}

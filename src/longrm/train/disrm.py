@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
+from longrm.rm.prefix_cache import common_prefix_length
 from longrm.train.config import DisrmConfig
 from longrm.train.data import load_preferences
 from longrm.train.engine import LongrmTrainer, train_stage
@@ -15,6 +14,8 @@ from longrm.train.features import FitStats, fit_all, fit_scalar
 from longrm.train.losses import bradley_terry_loss
 from longrm.train.model_io import load_for_training
 from longrm.train.parallel import check_parallel_config
+from longrm.train.shared_prefix import response_rewards, tokens_read
+from longrm.train.tokens import PromptResponses
 
 
 def disrm_features(
@@ -31,32 +32,43 @@ def disrm_features(
     return fit_all(examples, feature, config.skip_invalid, stats)
 
 
-def collate_sequences(rows: list[list[list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad every row's sequences into one (rows x responses, length) batch."""
-    seqs = [s for row in rows for s in row]
-    width = max(len(s) for s in seqs)
-    return {
-        "input_ids": torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs]),
-        "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs]),
-        "responses": torch.tensor(len(rows[0])),
-    }
+def as_prompt_responses(sequences: list[list[int]]) -> PromptResponses:
+    """Return a row's (prompt, response) sequences as their longest common prefix (the chat
+    template's prompt, computed once when packed) and what follows it in each; every response
+    keeps at least its last token, where the reward is read."""
+    shared = min(len(s) for s in sequences) - 1
+    for seq in sequences[1:]:
+        shared = min(shared, common_prefix_length(sequences[0], seq))
+    return PromptResponses(sequences[0][:shared], [s[shared:] for s in sequences])
+
+
+def collate_rows(rows: list[list[list[int]]]) -> dict[str, Any]:
+    """Return a batch of rows as prompt + responses (the trainer packs or repeats the prompt)."""
+    return {"examples": tuple(as_prompt_responses(r) for r in rows)}
 
 
 class DisrmTrainer(LongrmTrainer):
     """Trainer with the Bradley-Terry loss over each row's chosen and rejected rewards."""
 
+    def __init__(self, *args: Any, disrm: DisrmConfig, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.disrm = disrm
+
     def compute_loss(
         self,
         model: Any,
-        inputs: dict[str, torch.Tensor],
+        inputs: dict[str, Any],
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        self.count_tokens(int(inputs["attention_mask"].sum()))
-        rewards = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).logits
-        rewards = rewards.view(-1, int(inputs["responses"]))
+        shared = self.disrm.shared_prefix
+        self.count_tokens(tokens_read(inputs["examples"], shared))
+        rewards = response_rewards(
+            model,
+            inputs["examples"],
+            shared_prefix=shared,
+            pad_id=int(self.processing_class.pad_token_id),  # type: ignore[union-attr]
+        )
         out = bradley_terry_loss(rewards[:, 0], rewards[:, 1:])
         self.note(accuracy=out.accuracy, margin=out.margin)
         return (out.loss, {"rewards": rewards}) if return_outputs else out.loss
@@ -83,7 +95,8 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         loaded,
         lambda examples, stats: disrm_features(config, tokenizer, examples, stats),
         DisrmTrainer,
-        lambda rows: collate_sequences(rows, int(tokenizer.pad_token_id)),
+        collate_rows,
         tokens=lambda feature: max(len(seq) for seq in feature),
         scalar=True,
+        trainer_kwargs={"disrm": config},
     )

@@ -19,6 +19,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    set_seed,
 )
 
 from longrm import __version__
@@ -35,6 +36,9 @@ def load_for_training(
     """Return (model, tokenizer) from `path` ('default', an HF id or a folder), LoRA-wrapped
     when the config asks; `scalar` puts a one-output score head on the last token.
     """
+    # The score head and LoRA's matrices start random: drawn after seeding, `--seed` decides
+    # them (the Trainer seeds only once the model exists), not what ran before in the process.
+    set_seed(config.seed)
     resolved = resolve_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     if tokenizer.pad_token_id is None:

@@ -1,10 +1,12 @@
-"""Log-probabilities of V+1 responses to one long prompt, with the prompt computed once.
+"""Log-probabilities (Stage II) or scalar rewards (DisRM) of V+1 responses to one long prompt,
+with the prompt computed once.
 
-Stage II scores a chosen judgment and V rejected ones after the same long prompt. Sending
-`[prompt | r_i]` once per response repeats the prompt's work V+1 times; packing
-`[prompt | r0 | r1 | ...]` into one sequence does it once. Each response's tokens see the prompt
-and their own earlier tokens, never another response (a block attention mask), and their position
-ids restart where the prompt ends, so every response is scored exactly as if it were alone.
+Stage II scores a chosen judgment and V rejected ones after the same long prompt, and a DisRM
+rewards a chosen and V rejected answers to it. Sending `[prompt | r_i]` once per response
+repeats the prompt's work V+1 times; packing `[prompt | r0 | r1 | ...]` into one sequence does it
+once. Each response's tokens see the prompt and their own earlier tokens, never another response
+(a block attention mask), and their position ids restart where the prompt ends, so every response
+is scored exactly as if it were alone.
 
 How the mask reaches the model (transformers 5.24, `masking_utils._preprocess_mask_arguments`):
 a 4-D `attention_mask` (or a FlexAttention `BlockMask`) is passed to the attention layers as
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -225,6 +228,26 @@ def _rows(
     return rows
 
 
+def _padded(rows: Sequence[Packed], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Return the rows' (input_ids, position_ids, segment ids), each (rows, L), right-padded."""
+    length = max(len(r.input_ids) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r.input_ids)] = torch.tensor(r.input_ids)
+        position_ids[i, : len(r.input_ids)] = torch.tensor(r.position_ids)
+    return input_ids, position_ids, segment_ids(rows, length)
+
+
+def _mask(model: torch.nn.Module, segments: Tensor, shared_prefix: bool) -> Tensor | BlockMask:
+    """Return the block mask of packed rows, or the 2-D padding mask of one sequence per row."""
+    if shared_prefix:
+        return attention_mask_for(model, segments)
+    # An explicit 2-D mask also stops transformers from reading gaps in position ids
+    # (positional indices synthesis) as boundaries between packed sequences.
+    return (segments != PAD_SEGMENT).long()
+
+
 def response_logps(
     model: torch.nn.Module,
     batch: Sequence[PromptResponses],
@@ -244,14 +267,8 @@ def response_logps(
     n_responses = len(batch[0].responses)
     rows = _rows(batch, shared_prefix, prompt_positions)
     device = next(model.parameters()).device
-    length = max(len(r.input_ids) for r in rows)
-
-    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r.input_ids)] = torch.tensor(r.input_ids)
-        position_ids[i, : len(r.input_ids)] = torch.tensor(r.position_ids)
-    segments = segment_ids(rows, length)
+    input_ids, position_ids, segments = _padded(rows, pad_id)
+    length = input_ids.shape[1]
 
     # Each target: the row and position whose output predicts it, its id, and its (example,
     # response) slot. In a packed row the prompt's last position predicts R first tokens.
@@ -270,16 +287,10 @@ def response_logps(
     # flattened row-major to (kept, vocab); `kept_index` maps (row, position) into that.
     kept_index = keep.view(-1).cumsum(0).view_as(keep) - 1
 
-    if shared_prefix:
-        mask: Tensor | BlockMask = attention_mask_for(model, segments.to(device))
-    else:
-        # An explicit 2-D mask also stops transformers from reading gaps in position ids
-        # (positional indices synthesis) as boundaries between packed sequences.
-        mask = (segments != PAD_SEGMENT).long().to(device)
     logits = model(
         input_ids=input_ids.to(device),
         position_ids=position_ids.to(device),
-        attention_mask=mask,
+        attention_mask=_mask(model, segments.to(device), shared_prefix),
         logits_to_keep=keep.to(device),
         use_cache=False,
     ).logits
@@ -292,3 +303,70 @@ def response_logps(
     sums = torch.zeros(slots, device=device).index_add(0, slot_t, token_logps)
     counts = torch.bincount(slot_t, minlength=slots)
     return ResponseLogps(sums.view(len(batch), n_responses), counts.view(len(batch), n_responses))
+
+
+def tokens_read(batch: tuple[PromptResponses, ...], shared_prefix: bool) -> int:
+    """Return the tokens a step reads: the prompt once per row when shared, once per response
+    otherwise.
+    """
+    if shared_prefix:
+        return sum(len(x.prompt) + sum(len(r) for r in x.responses) for x in batch)
+    return sum(len(x.prompt) * len(x.responses) + sum(len(r) for r in x.responses) for x in batch)
+
+
+def score_head(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the scalar head (`score`) of a sequence-classification model, through the DDP or
+    DeepSpeed wrapper (`module`) and a peft model (`get_base_model`)."""
+    inner: Any = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    head = getattr(inner, "score", None)
+    if not isinstance(head, torch.nn.Module):
+        raise ValueError(
+            f"{type(inner).__name__} has no `score` head: scalar rewards need a model loaded "
+            "as AutoModelForSequenceClassification"
+        )
+    return head
+
+
+def response_rewards(
+    model: torch.nn.Module,
+    batch: Sequence[PromptResponses],
+    *,
+    shared_prefix: bool = True,
+    pad_id: int,
+) -> Tensor:
+    """Return the scalar reward of every response given its prompt, (B, R): the score head at
+    the response's last token, where `longrm eval --kind scalar` reads it.
+
+    The model is called whole, so DDP, DeepSpeed and FSDP run their own forward; the head's
+    output at every position is read by a forward hook, since the model itself pools only the
+    last non-padding token of each row and a packed row holds R responses. `shared_prefix=False`
+    runs one sequence `[prompt | r_i]` per response (the baseline); the rewards are the same.
+    """
+    if not batch:
+        raise ValueError("empty batch")
+    n_responses = len(batch[0].responses)
+    rows = _rows(batch, shared_prefix, None)
+    device = next(model.parameters()).device
+    input_ids, position_ids, segments = _padded(rows, pad_id)
+    # Row and position of each response's last token, in (example, response) order either way:
+    # a packed row holds an example's responses in order, separate rows follow one another.
+    row_idx = [i for i, r in enumerate(rows) for _ in r.spans]
+    last = [end - 1 for r in rows for _, end in r.spans]
+
+    outputs: list[Tensor] = []
+    hook = score_head(model).register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    try:
+        model(
+            input_ids=input_ids.to(device),
+            position_ids=position_ids.to(device),
+            attention_mask=_mask(model, segments.to(device), shared_prefix),
+            use_cache=False,
+        )
+    finally:
+        hook.remove()
+    if len(outputs) != 1:
+        raise RuntimeError(f"the score head ran {len(outputs)} times in one forward pass")
+    values = outputs[0][torch.tensor(row_idx, device=device), torch.tensor(last, device=device)]
+    return values[:, 0].float().view(len(batch), n_responses)
