@@ -1,8 +1,10 @@
-"""Stage II training step with the prompt shared across responses vs one copy per response.
+"""A training step with the prompt shared across responses vs one copy per response.
 
-For each prompt length and number of rejected responses V, one LOGO training step (forward, and
-backward of the loss on the mean log-probs, AdamW step) runs once with `[prompt | r0 | ... | rV]`
-packed under a block mask and once with V+1 separate `[prompt | r_i]` sequences. Each
+For each prompt length and number of rejected responses V, one training step runs once with
+`[prompt | r0 | ... | rV]` packed under a block mask and once with V+1 separate `[prompt | r_i]`
+sequences: with `--head lm` (Stage II) the LOGO loss on the responses' mean log-probs, with
+`--head scalar` (DisRM) the Bradley-Terry loss on the score head's reward at each response's last
+token; then backward and an AdamW step. Each
 configuration runs in its own subprocess so that its peak memory is its own: on CPU, max RSS over
 the RSS once the model, its gradients and AdamW's state exist (so the figure is what the step
 itself adds: activations and logits); on CUDA, torch.cuda.max_memory_allocated over the same
@@ -11,6 +13,9 @@ point. Figures are reported as ratios against the baseline of the same run.
     python benchmarks/shared_prefix.py                                  # 2K and 8K, V = 2 and 4
     python benchmarks/shared_prefix.py --lengths 256 --negatives 2 --steps 1   # a quick look
     python benchmarks/shared_prefix.py --device cuda --dtype bf16              # on a GPU
+    python benchmarks/shared_prefix.py --head scalar --lengths 448,2048 --negatives 1 \
+        --response-tokens 48 --lora 16 --no-checkpointing \
+        --out benchmarks/results/shared_prefix_disrm.json          # DisRM as `train disrm` runs
 """
 
 from __future__ import annotations
@@ -37,24 +42,36 @@ def run_one(
 ) -> dict[str, object]:
     """Run `args.steps` training steps in this configuration; return seconds and peak memory."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from longrm.models import resolve_model_path
-    from longrm.train.losses import logo_loss
-    from longrm.train.shared_prefix import response_logps
+    from longrm.train.losses import bradley_terry_loss, logo_loss
+    from longrm.train.shared_prefix import response_logps, response_rewards
     from longrm.train.tokens import PromptResponses
 
     device = torch.device(args.device)
-    model = AutoModelForCausalLM.from_pretrained(
+    scalar = args.head == "scalar"
+    auto = AutoModelForSequenceClassification if scalar else AutoModelForCausalLM
+    model = auto.from_pretrained(
         resolve_model_path(args.model),
         attn_implementation=args.attn,
         dtype=getattr(torch, DTYPES[args.dtype]),
         device_map=args.device,
+        **({"num_labels": 1} if scalar else {}),
     )
+    if args.lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        task = TaskType.SEQ_CLS if scalar else TaskType.CAUSAL_LM
+        adapters = LoraConfig(
+            r=args.lora, lora_alpha=2 * args.lora, target_modules="all-linear", task_type=task
+        )
+        model = get_peft_model(model, adapters)
     if args.checkpointing:
         model.activation_checkpointing_enable()
     model.train()
     pad_id = int(model.config.pad_token_id or 0)
+    model.config.pad_token_id = pad_id  # a score head pools a batch's rows by the pad id
 
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
@@ -73,8 +90,9 @@ def run_one(
     # Gradients and AdamW's moments exist before the baseline is read: weight decay 0 and zero
     # gradients make this first step a no-op on the weights. The gradients are written, not just
     # allocated: untouched zeroed pages would not count in RSS until backward fills them.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
-    for p in model.parameters():
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-6, weight_decay=0.0)
+    for p in trained:
         p.grad = torch.empty_like(p).fill_(0.0)
     optimizer.step()
     if device.type == "cuda":
@@ -88,8 +106,12 @@ def run_one(
     for _ in range(args.warmup + args.steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=False)
-        means = response_logps(model, batch, shared_prefix=shared, pad_id=pad_id).means
-        logo_loss(means[:, 0], means[:, 1:]).loss.backward()
+        if scalar:
+            rewards = response_rewards(model, batch, shared_prefix=shared, pad_id=pad_id)
+            bradley_terry_loss(rewards[:, 0], rewards[:, 1:]).loss.backward()
+        else:
+            means = response_logps(model, batch, shared_prefix=shared, pad_id=pad_id).means
+            logo_loss(means[:, 0], means[:, 1:]).loss.backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -118,9 +140,11 @@ def _device_name(device: str) -> str:
 
 
 def _one_cmd(args: argparse.Namespace, length: int, negatives: int, mode: str) -> list[str]:
-    flags = ["--model", args.model, "--device", args.device, "--dtype", args.dtype,
+    flags = ["--model", args.model, "--head", args.head, "--device", args.device,
+             "--dtype", args.dtype,
              "--attn", args.attn, "--response-tokens", str(args.response_tokens),
              "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
+             "--lora", str(args.lora),
              "--checkpointing" if args.checkpointing else "--no-checkpointing"]  # fmt: skip
     return [sys.executable, __file__, *flags, "--one", str(length), str(negatives), mode]
 
@@ -134,10 +158,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--head", choices=["lm", "scalar"], default="lm", help="lm: Stage II; scalar: DisRM"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--attn", choices=["sdpa", "eager", "flex_attention"], default="sdpa")
     parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank (alpha 2r); 0: full")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shared_prefix.json"))
     parser.add_argument("--one", nargs=3, metavar=("LENGTH", "V", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +210,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     result = {
         "setup": {
             "model": args.model,
+            "head": args.head,
             "device": args.device,
             "device_name": torch.cuda.get_device_name()
             if args.device == "cuda"
@@ -189,6 +218,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             "dtype": args.dtype,
             "attn": args.attn,
             "checkpointing": args.checkpointing,
+            "lora_rank": args.lora,
             "response_tokens": args.response_tokens,
             "batch": args.batch,
             "steps": args.steps,
