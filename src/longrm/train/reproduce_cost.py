@@ -16,6 +16,9 @@ from longrm.bench.construct import parse_lengths
 PROMPT_SHARE = 0.875
 #: tokens a scalar or likelihood sequence adds to the item's prompt: chat template and answer
 SEQUENCE_EXTRA = 65
+#: tokens the second answer of a DisRM pair adds once the two are packed after one prompt (the
+#: answer and its turn's closing tokens; measured: 26 on the track's training pairs)
+SECOND_ANSWER = 26
 #: tokens the judge's prompt adds: the judging instructions and both answers
 JUDGE_EXTRA = 260
 #: a prompt whose context was emptied: the question, the template and the answer(s)
@@ -26,14 +29,14 @@ EMPTY_PROMPT = 120
 class Costs:
     """Seconds per unit of work, measured with the default model on 2 idle CPU cores.
 
-    - training (DisRM, LoRA r 16, no activation checkpointing): 2.4 s per pair at 384-512
-      tokens, two sequences of about 485 tokens; other lengths are taken as proportional to the
-      tokens trained on;
-    - the judge stages (LoRA on the causal LM) train far fewer tokens per second: longer
-      sequences (448-2K tokens), and the LM head's logits over the 49K-token vocabulary at every
-      position (how the two split is not measured). Measured in `longrm reproduce --track
-      judge`: 95 (Stage I) and 108 (Stage II) tokens/s on the two cores shared with other jobs;
-      the estimate takes 110;
+    - training a DisRM (LoRA r 16, no activation checkpointing, chosen and rejected answers
+      packed after one copy of the prompt): 140 tokens/s computed, measured in `longrm
+      reproduce --track disrm` (146 at 448-512 tokens on idle cores, 110 over a run that
+      shared them for a few minutes); the estimate counts the tokens a packed pair computes;
+    - the judge stages (LoRA on the causal LM, sequences of 448-2K tokens, the LM head's
+      logits over the 49K-token vocabulary at every position): measured in `longrm reproduce
+      --track judge`: 95 (Stage I) and 108 (Stage II) tokens/s on the two cores shared with
+      other jobs; the estimate takes 110;
     - a forward pass: 5 s at 2K tokens, 30 s at 8K, fitted by a + b t + c t^2 through those
       and 0 (the attention's quadratic term shows at 8K);
     - generating: 55 tokens/s.
@@ -43,8 +46,7 @@ class Costs:
     about one forward pass of its prompt.
     """
 
-    train_pair_s: float = 2.4
-    train_pair_tokens: int = 2 * (int(PROMPT_SHARE * 480) + SEQUENCE_EXTRA)
+    disrm_train_tokens_per_s: float = 140.0
     forward_2k_s: float = 5.0
     forward_8k_s: float = 30.0
     generate_tokens_per_s: float = 55.0
@@ -61,9 +63,8 @@ class Costs:
     def train_s(self, tokens: float, judge: bool = False) -> float:
         """Return the seconds of training on `tokens` tokens (forward and backward) of a DisRM,
         or with `judge` of a judge stage."""
-        if judge:
-            return tokens / self.judge_train_tokens_per_s
-        return tokens * self.train_pair_s / self.train_pair_tokens
+        rate = self.judge_train_tokens_per_s if judge else self.disrm_train_tokens_per_s
+        return tokens / rate
 
 
 def prompt_tokens(bucket: str) -> float:
@@ -103,7 +104,7 @@ def train_s(
     judge: bool = False,
 ) -> float:
     """Return the seconds of one training stage: `rows_per_pair` sequences of (prompt + `extra`)
-    tokens per pair (2 for a DisRM pair, chosen and rejected; 2 for a judge, both orders)."""
+    tokens per pair (1 for a packed DisRM pair; 2 for a judge, both orders)."""
     return sum(
         n * rows_per_pair * costs.train_s(prompt_tokens(b) + extra, judge)
         for b, n in pairs_by_bucket.items()

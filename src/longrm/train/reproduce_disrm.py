@@ -37,7 +37,14 @@ from longrm.train.reproduce import (
     heldout_suite,
     pairs_per_bucket,
 )
-from longrm.train.reproduce_cost import JUDGE_EXTRA, SEQUENCE_EXTRA, Costs, eval_s, train_s
+from longrm.train.reproduce_cost import (
+    JUDGE_EXTRA,
+    SECOND_ANSWER,
+    SEQUENCE_EXTRA,
+    Costs,
+    eval_s,
+    train_s,
+)
 from longrm.train.reproduce_report import Comparison, Row, RunRecords, paired, pooled
 
 if TYPE_CHECKING:
@@ -139,7 +146,8 @@ class DisrmTrack(TrackSizes):
         pairs = pairs_per_bucket(self.eval_per_cell)
         controls = check_controls(self.controls)
         out = {"data": 15.0}
-        out.update({label: train_s(costs, mix[label], SEQUENCE_EXTRA, 2) for label in mix})
+        packed = SEQUENCE_EXTRA + SECOND_ANSWER  # both answers after one copy of the prompt
+        out.update({label: train_s(costs, mix[label], packed, 1) for label in mix})
         base_controls = controls if self.baseline_controls else []
         out[f"eval {LIKELIHOOD}"] = eval_s(costs, buckets, pairs, SEQUENCE_EXTRA, base_controls)
         for label in (SHORT, LONG):
