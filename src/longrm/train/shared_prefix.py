@@ -228,15 +228,24 @@ def _rows(
     return rows
 
 
-def _padded(rows: Sequence[Packed], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Return the rows' (input_ids, position_ids, segment ids), each (rows, L), right-padded."""
+def _inputs(
+    batch: Sequence[PromptResponses],
+    shared_prefix: bool,
+    prompt_positions: Sequence[Sequence[int]] | None,
+    pad_id: int,
+) -> tuple[list[Packed], Tensor, Tensor, Tensor]:
+    """Return the rows to run and their (input_ids, position_ids, segment ids), each (rows, L),
+    right-padded."""
+    if not batch:
+        raise ValueError("empty batch")
+    rows = _rows(batch, shared_prefix, prompt_positions)
     length = max(len(r.input_ids) for r in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), length), dtype=torch.long)
     for i, r in enumerate(rows):
         input_ids[i, : len(r.input_ids)] = torch.tensor(r.input_ids)
         position_ids[i, : len(r.input_ids)] = torch.tensor(r.position_ids)
-    return input_ids, position_ids, segment_ids(rows, length)
+    return rows, input_ids, position_ids, segment_ids(rows, length)
 
 
 def _mask(model: torch.nn.Module, segments: Tensor, shared_prefix: bool) -> Tensor | BlockMask:
@@ -262,13 +271,11 @@ def response_logps(
     `shared_prefix=False` runs one causal sequence `[prompt | r_i]` per response (the baseline,
     and the only form context parallelism accepts); the numbers are the same either way.
     """
-    if not batch:
-        raise ValueError("empty batch")
-    n_responses = len(batch[0].responses)
-    rows = _rows(batch, shared_prefix, prompt_positions)
+    rows, input_ids, position_ids, segments = _inputs(
+        batch, shared_prefix, prompt_positions, pad_id
+    )
+    n_responses, length = len(batch[0].responses), input_ids.shape[1]
     device = next(model.parameters()).device
-    input_ids, position_ids, segments = _padded(rows, pad_id)
-    length = input_ids.shape[1]
 
     # Each target: the row and position whose output predicts it, its id, and its (example,
     # response) slot. In a packed row the prompt's last position predicts R first tokens.
@@ -344,12 +351,9 @@ def response_rewards(
     last non-padding token of each row and a packed row holds R responses. `shared_prefix=False`
     runs one sequence `[prompt | r_i]` per response (the baseline); the rewards are the same.
     """
-    if not batch:
-        raise ValueError("empty batch")
+    rows, input_ids, position_ids, segments = _inputs(batch, shared_prefix, None, pad_id)
     n_responses = len(batch[0].responses)
-    rows = _rows(batch, shared_prefix, None)
     device = next(model.parameters()).device
-    input_ids, position_ids, segments = _padded(rows, pad_id)
     # Row and position of each response's last token, in (example, response) order either way:
     # a packed row holds an example's responses in order, separate rows follow one another.
     row_idx = [i for i, r in enumerate(rows) for _ in r.spans]
