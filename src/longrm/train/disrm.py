@@ -20,13 +20,16 @@ from longrm.train.tokens import PromptResponses
 
 def disrm_features(
     config: DisrmConfig, tokenizer: Any, examples: list[Any], stats: FitStats
-) -> list[list[list[int]]]:
-    """Return per row the ids of (prompt, chosen) then (prompt, rejected_j), as eval builds them."""
+) -> list[PromptResponses]:
+    """Return per row the ids of (prompt, chosen) then (prompt, rejected_j), as eval builds them,
+    split once into their shared prompt and what follows it in each."""
 
-    def feature(ex: Any) -> list[list[int]]:
+    def feature(ex: Any) -> PromptResponses:
         responses = [ex.chosen, *ex.rejects]
-        return fit_scalar(
-            tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
+        return as_prompt_responses(
+            fit_scalar(
+                tokenizer, ex.messages, responses, ex.protected, config.max_length, ex.source, stats
+            )
         )
 
     return fit_all(examples, feature, config.skip_invalid, stats)
@@ -42,9 +45,9 @@ def as_prompt_responses(sequences: list[list[int]]) -> PromptResponses:
     return PromptResponses(sequences[0][:shared], [s[shared:] for s in sequences])
 
 
-def collate_rows(rows: list[list[list[int]]]) -> dict[str, Any]:
-    """Return a batch of rows as prompt + responses (the trainer packs or repeats the prompt)."""
-    return {"examples": tuple(as_prompt_responses(r) for r in rows)}
+def collate_rows(rows: list[PromptResponses]) -> dict[str, Any]:
+    """Return a batch of rows (the trainer packs or repeats each prompt)."""
+    return {"examples": tuple(rows)}
 
 
 class DisrmTrainer(LongrmTrainer):
@@ -96,7 +99,7 @@ def train_disrm(config: DisrmConfig) -> dict[str, Any]:
         lambda examples, stats: disrm_features(config, tokenizer, examples, stats),
         DisrmTrainer,
         collate_rows,
-        tokens=lambda feature: max(len(seq) for seq in feature),
+        tokens=lambda feature: feature.longest,
         scalar=True,
         trainer_kwargs={"disrm": config},
     )
