@@ -47,9 +47,11 @@ ROWS = [
 ]
 
 
-def _train_args(model: str, data: Path, out: Path, per_device_batch: int) -> list[str]:
+def _train_args(
+    trainer: str, model: str, data: Path, out: Path, per_device_batch: int
+) -> list[str]:
     return [
-        "train", "align", "--model", model, "--data", str(data), "--out", str(out),
+        "train", trainer, "--model", model, "--data", str(data), "--out", str(out),
         "--use_cpu", "--per_device_train_batch_size", str(per_device_batch),
         "--max_steps", "3", "--learning_rate", "1e-3", "--seed", "0",
         "--train_sampling_strategy", "sequential", "--activation_checkpointing", "false",
@@ -82,22 +84,27 @@ def _record(out: Path) -> dict[str, Any]:
     return dict(json.loads((out / "longrm-train.json").read_text(encoding="utf-8")))
 
 
+@pytest.mark.parametrize("trainer", ["align", "disrm"])
 def test_two_processes_train_like_one_with_the_same_global_batch(
-    tiny_causal: str, tmp_path: Path
+    trainer: str, tiny_causal: str, tmp_path: Path
 ) -> None:
-    """DDP over 2 CPU processes with 1 row each must log the losses of 1 process with 2 rows."""
-    from transformers import AutoModelForCausalLM
+    """DDP over 2 CPU processes with 1 row each must log the losses of 1 process with 2 rows.
+
+    Both trainers pack a row's answers after one copy of its prompt; `train disrm` reads the
+    rewards through a hook on the score head, which must see the model inside DDP's wrapper.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     data = tmp_path / "prefs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "longrm", *_train_args(tiny_causal, data, one, 2)])
+    _run([sys.executable, "-m", "longrm", *_train_args(trainer, tiny_causal, data, one, 2)])
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ACCELERATE / "cpu-2proc.yaml"),
         "--main_process_port", str(free_port()), "-m", "longrm",
     ]  # fmt: skip
-    _run([*launch, *_train_args(tiny_causal, data, two, 1)])
+    _run([*launch, *_train_args(trainer, tiny_causal, data, two, 1)])
 
     # Trainer keeps one RNG state per process: two files prove two processes trained.
     assert (two / "checkpoint-3" / "rng_state_1.pth").is_file()
@@ -111,8 +118,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
     assert losses_1 == pytest.approx(losses_2, abs=1e-4)
     assert double["final_loss"] == pytest.approx(single["final_loss"], abs=1e-4)
     assert max(losses_1) - min(losses_1) > 1e-3, "the steps should change the loss"
+    load = AutoModelForCausalLM if trainer == "align" else AutoModelForSequenceClassification
     for out in (one, two):
-        model = AutoModelForCausalLM.from_pretrained(out)
+        model = load.from_pretrained(out)
         assert model.config.num_hidden_layers == 2
 
 
