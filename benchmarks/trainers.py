@@ -39,6 +39,13 @@ def _rate(record: dict[str, Any]) -> float:
     return float(statistics.median(rates))
 
 
+def _speedup(results: dict[str, dict[str, Any]], trainer: str, negatives: int) -> float:
+    """Seconds a step with one sequence per response over seconds with the prompt shared."""
+    shared = results[f"{trainer} (shared prefix, V={negatives})"]["seconds_per_step"]
+    separate = results[f"{trainer} (--no-shared-prefix, V={negatives})"]["seconds_per_step"]
+    return round(separate / shared, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", default="1k", help="length bucket of the rows")
@@ -68,7 +75,8 @@ def main() -> None:
         "sft": ("sft", ["--data", str(sft)]),
         "align (shared prefix, V=2)": ("align", ["--data", str(prefs)]),
         "align (--no-shared-prefix, V=2)": ("align", ["--data", str(prefs), "--no_shared_prefix"]),
-        "disrm (LoRA, V=1)": ("disrm", ["--data", str(bench)]),
+        "disrm (shared prefix, V=1)": ("disrm", ["--data", str(bench)]),
+        "disrm (--no-shared-prefix, V=1)": ("disrm", ["--data", str(bench), "--no_shared_prefix"]),
     }
     results = {}
     for label, (stage, extra) in runs.items():
@@ -81,15 +89,14 @@ def main() -> None:
             "tokens": record["tokens"],
         }
         print(label, results[label], flush=True)
-    shared = results["align (shared prefix, V=2)"]["seconds_per_step"]
-    separate = results["align (--no-shared-prefix, V=2)"]["seconds_per_step"]
     summary = {
         "length": args.length,
         "steps": args.steps,
         "rows": len(items),
         "model": args.model,
         "results": results,
-        "align_step_speedup_shared_prefix": round(separate / shared, 2),
+        "align_step_speedup_shared_prefix": _speedup(results, "align", 2),
+        "disrm_step_speedup_shared_prefix": _speedup(results, "disrm", 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
