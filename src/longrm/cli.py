@@ -458,10 +458,10 @@ def reproduce(
     each PASS or MISS by its interval. Each step has its own folder; a rerun reuses finished ones.
 
     Time at the default sizes, estimated from figures measured on this 2-core machine (idle;
-    --estimate prints it for other sizes): --track disrm about 108 minutes (training 34,
-    evaluation 74: three models on 192 pairs, two of them also swapped and emptied), --track
-    judge about 114 (training 78, evaluation 36). --eval-per-cell 6 (24 pairs a bucket, wider
-    intervals) brings the disrm track to about 71.
+    --estimate prints it for other sizes): --track disrm about 183 minutes (training 34,
+    evaluation 149: three models on 192 pairs, two of them also swapped and emptied), --track
+    judge about 149 (training 78, evaluation 72). --eval-per-cell 6 (24 pairs a bucket, wider
+    intervals) brings the disrm track to about 109.
     """
     from transformers import AutoTokenizer
 

@@ -37,27 +37,28 @@ class Costs:
       logits over the 49K-token vocabulary at every position): measured in `longrm reproduce
       --track judge`: 95 (Stage I) and 108 (Stage II) tokens/s on the two cores shared with
       other jobs; the estimate takes 110;
-    - a forward pass: 5 s at 2K tokens, 30 s at 8K, fitted by a + b t + c t^2 through those
-      and 0 (the attention's quadratic term shows at 8K);
+    - an evaluated pair (both display orders, the prefix cache reading the prompt once):
+      2.1 / 3.8 / 9.2 / 21.2 s at the 512 / 1K / 2K / 4K buckets, measured in `longrm reproduce
+      --track disrm` (the short-only DisRM with the context, idle cores; the likelihood reward
+      took the same), fitted by b t + c t^2 (t in 2K-token units): 10 s at 2K tokens, 68 s at
+      8K (extrapolated). A bare transformers forward pass took 5.6 s at 1,840 tokens and
+      13.4 s at 3,610 here, so a pair costs about 1.5 of them; a swapped context costs another
+      pair, an emptied one a short prompt;
     - generating: 55 tokens/s.
-
-    With the prefix cache a pair costs one pass over its prompt in both display orders (the
-    answers follow the shared context; measured by tokens computed), so an evaluated pair costs
-    about one forward pass of its prompt.
     """
 
     disrm_train_tokens_per_s: float = 140.0
-    forward_2k_s: float = 5.0
-    forward_8k_s: float = 30.0
+    eval_pair_2k_s: float = 10.0
+    eval_pair_8k_s: float = 68.0
     generate_tokens_per_s: float = 55.0
     judge_train_tokens_per_s: float = 110.0
 
-    def forward_s(self, tokens: float) -> float:
-        """Return the seconds of one forward pass over `tokens` tokens (b t + c t^2, t in 2K
-        units, through 2K -> forward_2k_s and 8K -> forward_8k_s)."""
+    def eval_pair_s(self, tokens: float) -> float:
+        """Return the seconds of judging a pair whose prompt has `tokens` tokens in both orders
+        (b t + c t^2, t in 2K units, through 2K -> eval_pair_2k_s and 8K -> eval_pair_8k_s)."""
         t = tokens / 2048
-        c = (self.forward_8k_s - 4 * self.forward_2k_s) / 12
-        b = self.forward_2k_s - c
+        c = (self.eval_pair_8k_s - 4 * self.eval_pair_2k_s) / 12
+        b = self.eval_pair_2k_s - c
         return b * t + c * t * t
 
     def train_s(self, tokens: float, judge: bool = False) -> float:
@@ -80,17 +81,17 @@ def eval_s(
     controls: Iterable[str] = (),
     generate_tokens: int = 0,
 ) -> float:
-    """Return the seconds of judging `pairs_per_bucket` pairs in each bucket in both orders: one
-    forward pass of each prompt (`extra` tokens on top of the item's), one more per ablation
-    control (an emptied context costs a short prompt), and `generate_tokens` per record written
-    by a generating judge (its cap: an upper bound)."""
+    """Return the seconds of judging `pairs_per_bucket` pairs in each bucket in both orders: a
+    pair's prompt (`extra` tokens on top of the item's), once more per ablation control (an
+    emptied context costs a short prompt), and `generate_tokens` per record written by a
+    generating judge (its cap: an upper bound)."""
     wanted = list(controls)
     total = 0.0
     for bucket in buckets:
-        per_pair = costs.forward_s(prompt_tokens(bucket) + extra)
+        per_pair = costs.eval_pair_s(prompt_tokens(bucket) + extra)
         for control in wanted:
             tokens = EMPTY_PROMPT + extra if control == "empty" else prompt_tokens(bucket) + extra
-            per_pair += costs.forward_s(tokens)
+            per_pair += costs.eval_pair_s(tokens)
         per_pair += 2 * generate_tokens / costs.generate_tokens_per_s * (1 + len(wanted))
         total += pairs_per_bucket * per_pair
     return total
