@@ -32,11 +32,11 @@ demo: setup
 
 # Training that moves the long-context boundary, judged by intervals, on the default model: a DisRM
 # trained on short pairs against one trained on short and long pairs, the untrained likelihood as
-# baseline, context controls (estimated 96 minutes on two idle cores; `--eval-per-cell 6`: 60).
+# baseline, context controls (estimated 183 minutes on two idle cores; `--eval-per-cell 6`: 109).
 reproduce: setup
 	$(BIN)/longrm reproduce --track disrm --out reproduce-out/disrm
 
-# The two-stage judge: verdict-only Stage I, Stage II on the verdict tokens (estimated 114 minutes).
+# The two-stage judge: verdict-only Stage I, Stage II on the verdict tokens (estimated 149 minutes).
 reproduce-judge: setup
 	$(BIN)/longrm reproduce --track judge --out reproduce-out/judge
 
